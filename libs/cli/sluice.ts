@@ -1,0 +1,304 @@
+#!/usr/bin/env node
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { BalancerService } from "../gen/sluice/v1/balancer_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { StateService } from "../gen/sluice/v1/state_pb.js";
+import { startMesh } from "../mesh/index.js";
+import { fitPipeline, parsePipelineSpec } from "../pipeline/index.js";
+import { connectTo } from "../transport/index.js";
+import { penguinsSpec, vegaDataset, workDir } from "./paths.js";
+import { sendFile } from "./send.js";
+import { loadRows, trainFromData } from "./train.js";
+
+const usage = `sluice — stream records through ML models
+
+Usage:
+  sluice demo [--inference N]                 train the penguins model, start the mesh, stream penguins.json, print results
+  sluice up [--inference N] [--port-base P]   start every service (ingest on P, default 7400); Ctrl-C stops
+            [--host H] [--models DIR] [--pipeline FILE ...]
+  sluice send FILE [--out FILE] [--ingest HOST:PORT] [--pipeline NAME] [--id-field F] [--format csv|json|jsonl] [--progress]
+  sluice status [--state HOST:PORT] [--balancer HOST:PORT]
+  sluice fit --spec FILE --data FILE [--out FILE]
+  sluice train [--spec FILE --data FILE] [--seed N] [--epochs N] [--models DIR] [--pipelines DIR]
+
+Addresses: --ingest or SLUICE_INGEST (default: from .sluice/mesh.json, else 127.0.0.1:7400).
+Artifacts (models, fitted pipelines, mesh.json) go to .sluice/ or SLUICE_HOME.`;
+
+function fail(message: string): never {
+  process.stderr.write(`sluice: ${message}\n`);
+  process.exit(2);
+}
+
+interface MeshFile {
+  services: Record<string, string>;
+}
+
+async function meshFile(): Promise<MeshFile | undefined> {
+  const f = path.join(workDir(), "mesh.json");
+  if (!existsSync(f)) return undefined;
+  return JSON.parse(await readFile(f, "utf8")) as MeshFile;
+}
+
+async function addressOf(name: string, flag: string | undefined, env: string, fallback: string): Promise<string> {
+  if (flag) return flag;
+  const e = process.env[env];
+  if (e) return e;
+  return (await meshFile())?.services[name] ?? fallback;
+}
+
+/** Trains the default penguins model and fitted pipeline unless they exist. */
+async function ensureDefaults(quiet = false): Promise<{ models: string; pipeline: string }> {
+  const models = path.join(workDir(), "models");
+  const pipelines = path.join(workDir(), "pipelines");
+  const pipeline = path.join(pipelines, "penguins.json");
+  if (existsSync(path.join(models, "penguins-mlp", "1", "model.onnx")) && existsSync(pipeline)) return { models, pipeline };
+  const report = await trainFromData({ specFile: penguinsSpec, dataFile: vegaDataset("penguins.json"), modelsDir: models, pipelinesDir: pipelines });
+  if (!quiet) {
+    process.stdout.write(
+      `trained penguins-mlp on ${report.trainRows} rows in ${report.seconds.toFixed(1)} s: held-out accuracy ${report.testAccuracy.toFixed(4)} on ${report.testRows} rows\n`,
+    );
+  }
+  return { models, pipeline };
+}
+
+async function cmdUp(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      inference: { type: "string", default: "2" },
+      "port-base": { type: "string", default: "7400" },
+      host: { type: "string", default: "127.0.0.1" },
+      models: { type: "string" },
+      pipeline: { type: "string", multiple: true },
+    },
+  });
+  const n = Number(values.inference);
+  if (!Number.isInteger(n) || n < 1 || n > 64) fail(`--inference must be a whole number from 1 to 64, got ${values.inference}`);
+  const defaults = values.models && values.pipeline ? undefined : await ensureDefaults();
+  const mesh = await startMesh({
+    inference: n,
+    portBase: Number(values["port-base"]),
+    host: values.host,
+    models: values.models ?? (defaults as { models: string }).models,
+    pipelines: values.pipeline ?? [(defaults as { pipeline: string }).pipeline],
+    onLog: (name, line) => process.stderr.write(`[${name}] ${line}\n`),
+  }).catch((e: Error) => fail(e.message));
+  for (const s of mesh.services) process.stdout.write(`${s.name} listening on ${s.address}\n`);
+  await mkdir(workDir(), { recursive: true });
+  await writeFile(
+    path.join(workDir(), "mesh.json"),
+    JSON.stringify({ pid: process.pid, services: Object.fromEntries(mesh.services.map((s) => [s.name, s.address])) }, null, 2),
+  );
+  process.stdout.write("ready\n");
+  let exiting = false;
+  const shutdown = async () => {
+    if (exiting) return;
+    exiting = true;
+    await mesh.stop();
+    process.stdout.write("stopped\n");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown());
+  process.on("SIGTERM", () => void shutdown());
+  for (const s of mesh.services) {
+    s.process.on("exit", (code, signal) => {
+      if (!exiting) process.stderr.write(`sluice: ${s.name} exited (${signal ?? code})\n`);
+    });
+  }
+  await new Promise(() => {});
+}
+
+async function cmdSend(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      out: { type: "string" },
+      ingest: { type: "string" },
+      pipeline: { type: "string" },
+      "id-field": { type: "string" },
+      format: { type: "string" },
+      progress: { type: "boolean", default: false },
+    },
+  });
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) fail("send takes one FILE");
+  if (!existsSync(file)) fail(`${file}: no such file`);
+  if (values.format !== undefined && !["csv", "json", "jsonl"].includes(values.format)) fail(`--format must be csv, json or jsonl`);
+  const ingest = await addressOf("ingest", values.ingest, "SLUICE_INGEST", "127.0.0.1:7400");
+  const out = values.out ? createWriteStream(values.out) : process.stdout;
+  try {
+    const report = await sendFile(file, {
+      ingest,
+      out,
+      ...(values.pipeline ? { pipeline: values.pipeline } : {}),
+      ...(values["id-field"] ? { idField: values["id-field"] } : {}),
+      ...(values.format ? { format: values.format as "csv" | "json" | "jsonl" } : {}),
+      progress: values.progress ? "always" : "auto",
+    });
+    if (values.out) await new Promise<void>((r) => (out as NodeJS.WritableStream).end(r));
+    process.stderr.write(
+      `${report.records} records: ${report.predictions} predictions, ${report.errors} errors in ${report.seconds.toFixed(2)} s\n`,
+    );
+  } catch (e) {
+    fail(`send to ${ingest} failed: ${(e as Error).message}`);
+  }
+}
+
+async function cmdStatus(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { state: { type: "string" }, balancer: { type: "string" } } });
+  const mesh = await meshFile();
+  const stateAddr = await addressOf("state", values.state, "SLUICE_STATE", "127.0.0.1:7403");
+  const state = connectTo(StateService, stateAddr);
+  const lines: string[] = [];
+  if (mesh) {
+    lines.push("services:");
+    for (const [name, address] of Object.entries(mesh.services)) {
+      const h = await connectTo(Health, address)
+        .check({ service: "" }, { timeoutMs: 2_000 })
+        .then((r) => (r.status === 1 ? "serving" : "not serving"))
+        .catch(() => "down");
+      lines.push(`  ${name.padEnd(14)} ${address.padEnd(22)} ${h}`);
+    }
+  }
+  try {
+    const [models, nodes, pipelines] = await Promise.all(
+      ["models", "nodes", "pipelines"].map((bucket) => state.list({ bucket }, { timeoutMs: 3_000 })),
+    );
+    lines.push("models:");
+    for (const e of models?.entries ?? []) {
+      const m = JSON.parse(e.value) as { state?: string; version?: string };
+      lines.push(`  ${e.key.padEnd(20)} ${String(m.state).padEnd(10)} version ${m.version ?? "-"} (rev ${e.revision})`);
+    }
+    lines.push("inference nodes:");
+    const balancerAddr = values.balancer ?? process.env.SLUICE_BALANCER ?? mesh?.services.balancer;
+    const loads = balancerAddr
+      ? await connectTo(BalancerService, balancerAddr).listNodes({}, { timeoutMs: 2_000 }).catch(() => undefined)
+      : undefined;
+    for (const e of nodes?.entries ?? []) {
+      const n = JSON.parse(e.value) as { address: string; models: string[]; heartbeatMs: number };
+      const load = loads?.nodes.find((l) => l.id === e.key);
+      const age = Date.now() - n.heartbeatMs;
+      lines.push(
+        `  ${e.key.padEnd(14)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  heartbeat ${age} ms ago` +
+          (load ? `  in flight ${load.inFlightRecords}  batches ${load.batchesRouted}  ewma ${load.ewmaLatencyMs.toFixed(2)} ms` : ""),
+      );
+    }
+    lines.push("pipelines:");
+    for (const e of pipelines?.entries ?? []) {
+      const p = JSON.parse(e.value) as { model?: string };
+      lines.push(`  ${e.key.padEnd(20)} model ${p.model} (rev ${e.revision})`);
+    }
+  } catch (e) {
+    fail(`state at ${stateAddr} is not reachable: ${(e as Error).message}`);
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function cmdFit(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { spec: { type: "string" }, data: { type: "string" }, out: { type: "string" } } });
+  if (!values.spec || !values.data) fail("fit needs --spec FILE and --data FILE");
+  const spec = parsePipelineSpec(await readFile(values.spec, "utf8"));
+  const fitted = fitPipeline(spec, await loadRows(values.data));
+  const text = `${JSON.stringify(fitted, null, 2)}\n`;
+  if (values.out) await writeFile(values.out, text);
+  else process.stdout.write(text);
+}
+
+async function cmdTrain(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      spec: { type: "string" },
+      data: { type: "string" },
+      seed: { type: "string", default: "42" },
+      epochs: { type: "string" },
+      models: { type: "string" },
+      pipelines: { type: "string" },
+    },
+  });
+  const report = await trainFromData({
+    specFile: values.spec ?? penguinsSpec,
+    dataFile: values.data ?? vegaDataset("penguins.json"),
+    modelsDir: values.models ?? path.join(workDir(), "models"),
+    pipelinesDir: values.pipelines ?? path.join(workDir(), "pipelines"),
+    seed: Number(values.seed),
+    ...(values.epochs ? { mlp: { epochs: Number(values.epochs) } } : {}),
+  });
+  process.stdout.write(
+    `${report.spec.model}: trained on ${report.trainRows} rows, held out ${report.testRows}, skipped ${report.skipped}\n` +
+      `classes ${report.classes.join(", ")}\n` +
+      `train accuracy ${report.trainAccuracy.toFixed(4)}, held-out accuracy ${report.testAccuracy.toFixed(4)} (${report.seconds.toFixed(1)} s)\n` +
+      `model ${report.modelPath}\npipeline ${report.specPath}\n`,
+  );
+}
+
+async function cmdDemo(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { inference: { type: "string", default: "2" } } });
+  const models = path.join(workDir(), "models");
+  const pipelines = path.join(workDir(), "pipelines");
+  const data = vegaDataset("penguins.json");
+  process.stdout.write(`1. training an MLP (64 relu → 64 relu → 3) on ${data}\n`);
+  const report = await trainFromData({ specFile: penguinsSpec, dataFile: data, modelsDir: models, pipelinesDir: pipelines });
+  process.stdout.write(
+    `   held-out accuracy ${report.testAccuracy.toFixed(4)} on ${report.testRows} rows (train ${report.trainAccuracy.toFixed(4)} on ${report.trainRows}), ${report.seconds.toFixed(1)} s\n`,
+  );
+  process.stdout.write(`2. starting the mesh: state, ${values.inference} inference nodes, balancer, preprocess, ingest\n`);
+  const mesh = await startMesh({ inference: Number(values.inference), models, pipelines: [report.specPath] });
+  try {
+    for (const s of mesh.services) process.stdout.write(`   ${s.name} listening on ${s.address}\n`);
+    const outFile = path.join(workDir(), "penguins-results.jsonl");
+    process.stdout.write(`3. streaming all ${(await loadRows(data)).length} penguins through ingest → ${outFile}\n`);
+    const sent = await sendFile(data, { ingest: mesh.address("ingest"), out: createWriteStream(outFile) });
+    const results = (await readFile(outFile, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; outputs?: { label: string; probabilities: number[] }; error?: { code: string; message: string } });
+    const rows = await loadRows(data);
+    let right = 0;
+    let predicted = 0;
+    for (const [i, r] of results.entries()) {
+      if (r.outputs) {
+        predicted++;
+        if (r.outputs.label === rows[i]?.Species) right++;
+      }
+    }
+    process.stdout.write(`   ${sent.records} results in ${sent.seconds.toFixed(2)} s: ${sent.predictions} predictions, ${sent.errors} errors\n`);
+    for (const i of [0, 3, 150, 300]) {
+      const r = results[i];
+      if (r === undefined) continue;
+      const truth = String(rows[i]?.Species);
+      process.stdout.write(
+        r.outputs
+          ? `   record ${r.id}: ${r.outputs.label} (p=${Math.max(...r.outputs.probabilities).toFixed(3)}), true species ${truth}\n`
+          : `   record ${r.id}: error ${r.error?.code}: ${r.error?.message}\n`,
+      );
+    }
+    process.stdout.write(`   accuracy through the mesh on every penguin with a prediction: ${(right / Math.max(predicted, 1)).toFixed(4)} (${right}/${predicted})\n`);
+    process.stdout.write(`   held-out accuracy of the model: ${report.testAccuracy.toFixed(4)}\n`);
+  } finally {
+    await mesh.stop();
+  }
+  process.stdout.write("4. mesh stopped\n");
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const commands: Record<string, (argv: string[]) => Promise<void>> = {
+  up: cmdUp,
+  send: cmdSend,
+  status: cmdStatus,
+  fit: cmdFit,
+  train: cmdTrain,
+  demo: cmdDemo,
+};
+if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+  process.stdout.write(`${usage}\n`);
+} else {
+  const run = commands[command];
+  if (run === undefined) fail(`unknown command ${command}\n\n${usage}`);
+  try {
+    await run(rest);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}

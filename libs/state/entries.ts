@@ -1,0 +1,42 @@
+/** A model version in the registry (bucket "models", key = model name). */
+export interface ModelEntry {
+  name: string;
+  /** Lifecycle state, see `lifecycles.models`. */
+  state: string;
+  version?: string;
+  labels?: string[];
+  /** Why the model is failed, when it is. */
+  reason?: string;
+  /** Serving parameters. */
+  params?: Record<string, unknown>;
+}
+
+/** An inference node (bucket "nodes", key = node id). */
+export interface NodeEntry {
+  id: string;
+  address: string;
+  /** Models ready on the node, "name" or "name@version". */
+  models: string[];
+  /** When the node last said it was alive, ms since the epoch. */
+  heartbeatMs: number;
+  inFlight?: number;
+  queueDepth?: number;
+  latencyMs?: number;
+}
+
+/** A job (bucket "jobs"). */
+export interface JobEntry {
+  name: string;
+  state: string;
+  reason?: string;
+  [extra: string]: unknown;
+}
+
+/** Bucket names the services use. */
+export const buckets = {
+  pipelines: "pipelines",
+  models: "models",
+  nodes: "nodes",
+  jobs: "jobs",
+  sequences: "sequences",
+} as const;

@@ -1,0 +1,86 @@
+import { context, propagation, type Span, SpanKind, trace, type Tracer } from "@opentelemetry/api";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+import { create } from "@bufbuild/protobuf";
+import { type RecordTrace, RecordTraceSchema } from "../gen/sluice/v1/batch_pb.js";
+
+/** A started telemetry SDK; `shutdown` flushes and is idempotent. */
+export interface Telemetry {
+  readonly tracer: Tracer;
+  /** True when spans are exported somewhere (an OTLP endpoint is configured). */
+  readonly exporting: boolean;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts one OpenTelemetry NodeSDK for a service. Spans are exported over OTLP when the
+ * standard `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variable
+ * is set (protocol from `OTEL_EXPORTER_OTLP_PROTOCOL`, sampler from `OTEL_TRACES_SAMPLER`);
+ * otherwise nothing is exported and spans cost next to nothing.
+ */
+export function startTelemetry(serviceName: string): Telemetry {
+  const exporting = otlpConfigured();
+  process.env.OTEL_SERVICE_NAME ??= `sluice-${serviceName}`;
+  const sdk = new NodeSDK({
+    serviceName: process.env.OTEL_SERVICE_NAME,
+    // Without an endpoint, register the tracer and propagators but export nothing.
+    ...(exporting ? {} : { spanProcessors: [] }),
+    instrumentations: [],
+  });
+  sdk.start();
+  let down: Promise<void> | undefined;
+  return {
+    tracer: trace.getTracer("sluice", "0.1.0"),
+    exporting,
+    shutdown() {
+      down ??= sdk.shutdown().catch(() => undefined);
+      return down;
+    },
+  };
+}
+
+/** Whether the standard OTEL variables ask for spans to be exported over OTLP. */
+export function otlpConfigured(): boolean {
+  return (
+    (process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? "") !== "" &&
+    process.env.OTEL_TRACES_EXPORTER !== "none" &&
+    process.env.OTEL_SDK_DISABLED !== "true"
+  );
+}
+
+/** The tracer every Sluice library uses; a no-op until a service starts telemetry. */
+export function sluiceTracer(): Tracer {
+  return trace.getTracer("sluice", "0.1.0");
+}
+
+/**
+ * Starts one span per sampled record of a batch, each a child of the context the record
+ * carries, and returns the spans with the records' new trace context for the next hop.
+ */
+export function startRecordSpans(
+  name: string,
+  traces: readonly RecordTrace[],
+  attributes: Record<string, string | number> = {},
+): { spans: Span[]; next: RecordTrace[] } {
+  const tracer = sluiceTracer();
+  const spans: Span[] = [];
+  const next: RecordTrace[] = [];
+  for (const t of traces) {
+    const parent = propagation.extract(context.active(), { traceparent: t.traceparent, tracestate: t.tracestate });
+    const span = tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
+    spans.push(span);
+    next.push(recordTraceOf(span, t.index));
+  }
+  return { spans, next };
+}
+
+/** The W3C trace context of `span` as a batch's per-record trace entry. */
+export function recordTraceOf(span: Span, index: number): RecordTrace {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), carrier);
+  return create(RecordTraceSchema, { index, traceparent: carrier.traceparent ?? "", tracestate: carrier.tracestate ?? "" });
+}
+
+/** Ends every span. */
+export function endSpans(spans: readonly Span[]): void {
+  for (const s of spans) s.end();
+}

@@ -1,0 +1,39 @@
+import { create } from "@bufbuild/protobuf";
+import { DataType, type Tensor, TensorSchema } from "../gen/sluice/v1/batch_pb.js";
+
+/** A float32 matrix [rows, cols] as a wire tensor. */
+export function float32Tensor(name: string, data: Float32Array, rows: number, cols: number): Tensor {
+  return create(TensorSchema, {
+    name,
+    dtype: DataType.FP32,
+    shape: [BigInt(rows), BigInt(cols)],
+    raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  });
+}
+
+/** Thrown when a tensor's bytes do not match its dtype and shape. */
+export class TensorShapeError extends Error {
+  override readonly name = "TensorShapeError";
+}
+
+/**
+ * A wire tensor's float32 elements with its [rows, cols] (a 1-d tensor is [n, 1]).
+ * A decoded `bytes` field is a view into the receive buffer, usually not 4-byte aligned,
+ * so the bytes are copied when they are not aligned.
+ * @throws TensorShapeError when the dtype is not FP32 or the byte count does not fit the shape.
+ */
+export function readFloat32(t: Tensor): { data: Float32Array; rows: number; cols: number } {
+  if (t.dtype !== DataType.FP32) throw new TensorShapeError(`tensor ${t.name} is ${DataType[t.dtype]}, expected FP32`);
+  const dims = t.shape.map(Number);
+  if (dims.length === 0 || dims.length > 2 || dims.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new TensorShapeError(`tensor ${t.name} has shape [${dims.join(", ")}], expected [rows, cols]`);
+  }
+  const rows = dims[0] as number;
+  const cols = dims.length === 2 ? (dims[1] as number) : 1;
+  if (t.raw.byteLength !== rows * cols * 4) {
+    throw new TensorShapeError(`tensor ${t.name} has ${t.raw.byteLength} bytes, shape [${rows}, ${cols}] needs ${rows * cols * 4}`);
+  }
+  // new Uint8Array(view) copies; Buffer#slice would not (it is subarray for Buffers).
+  const raw = t.raw.byteOffset % 4 === 0 ? t.raw : new Uint8Array(t.raw);
+  return { data: new Float32Array(raw.buffer, raw.byteOffset, rows * cols), rows, cols };
+}

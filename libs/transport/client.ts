@@ -1,0 +1,38 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+
+/** Options of {@link connectTo}. */
+export interface ConnectOptions {
+  /** Largest accepted message in bytes, default 64 MiB. */
+  readMaxBytes?: number;
+}
+
+const transports = new Map<string, Transport>();
+
+/**
+ * A gRPC (HTTP/2) transport to "host:port", shared per address so every client of one
+ * process multiplexes its streams over one HTTP/2 connection per peer.
+ */
+export function transportTo(address: string, options: ConnectOptions = {}): Transport {
+  const key = `${address}|${options.readMaxBytes ?? ""}`;
+  let t = transports.get(key);
+  if (t === undefined) {
+    t = createGrpcTransport({
+      baseUrl: address.includes("://") ? address : `http://${address}`,
+      readMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
+      writeMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
+      // Keep connections alive through idle periods; detect dead peers.
+      pingIntervalMs: 10_000,
+      pingTimeoutMs: 5_000,
+      idleConnectionTimeoutMs: 60_000,
+    });
+    transports.set(key, t);
+  }
+  return t;
+}
+
+/** A typed client of `service` at "host:port". */
+export function connectTo<T extends DescService>(service: T, address: string, options: ConnectOptions = {}): Client<T> {
+  return createClient(service, transportTo(address, options));
+}

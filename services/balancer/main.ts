@@ -1,0 +1,43 @@
+import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
+import { intOption, requiredOption, runService } from "../../libs/service/index.js";
+import { buckets, followBucket, type NodeEntry, stateClient } from "../../libs/state/index.js";
+import { startServer } from "../../libs/transport/index.js";
+import { balancerRoutes } from "./handlers.js";
+import { NodePool } from "./node-pool.js";
+
+await runService(
+  "balancer",
+  {
+    state: { env: "SLUICE_STATE" },
+    "down-after-ms": { env: "SLUICE_NODE_DOWN_AFTER_MS", default: "3000" },
+    "batch-timeout-ms": { env: "SLUICE_BATCH_TIMEOUT_MS", default: "15000" },
+  },
+  async (opts) => {
+    const pool = new NodePool({
+      downAfterMs: intOption(opts, "down-after-ms", 3_000),
+      batchTimeoutMs: intOption(opts, "batch-timeout-ms", 15_000),
+    });
+    const stop = new AbortController();
+    const ready = new Promise<void>((resolve) => {
+      followBucket<NodeEntry>(stateClient(requiredOption(opts, "state")), buckets.nodes, stop.signal, (key, value) => pool.upsert(key, value), {
+        onCurrent: resolve,
+      });
+    });
+    await Promise.race([ready, new Promise((r) => setTimeout(r, 5_000))]);
+    const server = await startServer({
+      name: "balancer",
+      services: [BalancerService],
+      routes: balancerRoutes(pool),
+      host: opts.host as string,
+      port: Number(opts.port),
+    });
+    return {
+      address: server.address,
+      async shutdown() {
+        await server.close();
+        stop.abort();
+        pool.close();
+      },
+    };
+  },
+);

@@ -1,0 +1,194 @@
+import { create } from "@bufbuild/protobuf";
+import * as ort from "onnxruntime-node";
+import { type BatchError, BatchErrorSchema, type ResultBatch, ResultBatchSchema, type TensorBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
+import { float32Tensor, readFloat32 } from "../../libs/tensor/index.js";
+import type { LoadedModel } from "./model-repository.js";
+
+/** Options of {@link DynamicBatcher}; defaults come from the model's config. */
+export interface DynamicBatcherOptions {
+  /** Most records in one run, default 256. */
+  maxBatchSize?: number;
+  /** How long the oldest request may wait for others to join its run, ms, default 0. */
+  maxQueueDelayMs?: number;
+  /** Records waiting beyond this are refused with resource_exhausted, default 65536. */
+  maxQueueRecords?: number;
+  /** Node id written into results. */
+  node?: string;
+}
+
+interface Pending {
+  batch: TensorBatch;
+  data: Float32Array;
+  rows: number;
+  enqueuedMs: number;
+  resolve: (r: ResultBatch) => void;
+}
+
+function errorsFor(batch: TensorBatch, code: string, message: string): BatchError[] {
+  return batch.keys.map((key) => create(BatchErrorSchema, { key, code, message }));
+}
+
+/**
+ * Joins the batches that arrive while the model is busy into one run of up to
+ * maxBatchSize records (higher priority first), then splits the outputs back per batch.
+ * A batch whose input does not fit the model gets an invalid_argument error per record.
+ */
+export class DynamicBatcher {
+  private queue: Pending[] = [];
+  private queuedRecords = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly maxBatchSize: number;
+  private readonly maxQueueDelayMs: number;
+  private readonly maxQueueRecords: number;
+  /** Runs done, records served, and the EWMA of a run's duration (ms). */
+  readonly stats = { runs: 0, records: 0, ewmaRunMs: 0 };
+
+  constructor(
+    readonly model: LoadedModel,
+    private readonly options: DynamicBatcherOptions = {},
+  ) {
+    this.maxBatchSize = options.maxBatchSize ?? model.config.maxBatchSize ?? 256;
+    this.maxQueueDelayMs = options.maxQueueDelayMs ?? model.config.maxQueueDelayMs ?? 0;
+    this.maxQueueRecords = options.maxQueueRecords ?? model.config.maxQueueRecords ?? 65_536;
+  }
+
+  /** Records waiting for a run. */
+  get queueDepth(): number {
+    return this.queuedRecords;
+  }
+
+  /** Runs `batch` (possibly together with others) and resolves with its results; never rejects. */
+  submit(batch: TensorBatch): Promise<ResultBatch> {
+    const base = { batchId: batch.batchId, model: this.model.name, modelVersion: this.model.version, node: this.options.node ?? "" };
+    const input = batch.inputs.find((t) => t.name === this.model.inputName) ?? batch.inputs[0];
+    if (input === undefined) {
+      return Promise.resolve(create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", "batch has no input tensor") }));
+    }
+    let decoded: { data: Float32Array; rows: number; cols: number };
+    try {
+      decoded = readFloat32(input);
+      if (decoded.rows !== batch.keys.length) throw new Error(`tensor has ${decoded.rows} rows for ${batch.keys.length} records`);
+      if (this.model.width >= 0 && decoded.cols !== this.model.width) {
+        throw new Error(`model ${this.model.name} takes ${this.model.width} features, got ${decoded.cols}`);
+      }
+    } catch (e) {
+      return Promise.resolve(create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", (e as Error).message) }));
+    }
+    if (this.queuedRecords + decoded.rows > this.maxQueueRecords) {
+      return Promise.resolve(
+        create(ResultBatchSchema, {
+          ...base,
+          errors: errorsFor(batch, "resource_exhausted", `model ${this.model.name} queue is full (${this.queuedRecords} records)`),
+        }),
+      );
+    }
+    return new Promise((resolve) => {
+      this.queue.push({ batch, data: decoded.data, rows: decoded.rows, enqueuedMs: performance.now(), resolve });
+      this.queuedRecords += decoded.rows;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.running || this.queue.length === 0) return;
+    if (this.maxQueueDelayMs > 0 && this.queuedRecords < this.maxBatchSize) {
+      const waited = performance.now() - (this.queue[0] as Pending).enqueuedMs;
+      if (waited < this.maxQueueDelayMs) {
+        this.timer ??= setTimeout(() => {
+          this.timer = undefined;
+          this.pump();
+        }, this.maxQueueDelayMs - waited);
+        return;
+      }
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    // Highest priority first; arrival order within a priority (sort is stable).
+    this.queue.sort((a, b) => b.batch.priority - a.batch.priority);
+    const take: Pending[] = [];
+    let rows = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0] as Pending;
+      if (take.length > 0 && rows + next.rows > this.maxBatchSize) break;
+      take.push(next);
+      rows += next.rows;
+      this.queue.shift();
+    }
+    this.queuedRecords -= rows;
+    this.running = true;
+    void this.run(take, rows).finally(() => {
+      this.running = false;
+      this.pump();
+    });
+  }
+
+  private async run(items: Pending[], rows: number): Promise<void> {
+    const cols = this.model.width >= 0 ? this.model.width : rows > 0 ? (items[0] as Pending).data.length / (items[0] as Pending).rows : 0;
+    const joined = items.length === 1 ? (items[0] as Pending).data : new Float32Array(rows * cols);
+    if (items.length > 1) {
+      let off = 0;
+      for (const it of items) {
+        joined.set(it.data, off);
+        off += it.data.length;
+      }
+    }
+    const started = performance.now();
+    let outputs: ort.InferenceSession.ReturnType;
+    try {
+      outputs = await this.model.session.run({ [this.model.inputName]: new ort.Tensor("float32", joined, [rows, cols]) });
+    } catch (e) {
+      for (const it of items) {
+        it.resolve(
+          create(ResultBatchSchema, {
+            batchId: it.batch.batchId,
+            model: this.model.name,
+            modelVersion: this.model.version,
+            node: this.options.node ?? "",
+            errors: errorsFor(it.batch, "internal", `inference failed: ${(e as Error).message}`),
+          }),
+        );
+      }
+      return;
+    }
+    const ms = performance.now() - started;
+    this.stats.runs++;
+    this.stats.records += rows;
+    this.stats.ewmaRunMs = this.stats.runs === 1 ? ms : 0.8 * this.stats.ewmaRunMs + 0.2 * ms;
+    const outs = this.model.outputNames.map((name) => {
+      const t = outputs[name] as ort.Tensor;
+      const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as ArrayLike<number>);
+      return { name, data, width: rows > 0 ? data.length / rows : 0 };
+    });
+    const labels = this.model.labels;
+    const first = outs[0];
+    let row = 0;
+    for (const it of items) {
+      const tensors = outs.map((o) =>
+        float32Tensor(o.name, o.data.slice(row * o.width, (row + it.rows) * o.width), it.rows, o.width),
+      );
+      const top: string[] = [];
+      if (first !== undefined && labels.length === first.width) {
+        for (let r = row; r < row + it.rows; r++) {
+          let best = 0;
+          for (let c = 1; c < first.width; c++) if ((first.data[r * first.width + c] as number) > (first.data[r * first.width + best] as number)) best = c;
+          top.push(labels[best] as string);
+        }
+      }
+      it.resolve(
+        create(ResultBatchSchema, {
+          batchId: it.batch.batchId,
+          keys: it.batch.keys,
+          outputs: tensors,
+          labels: top,
+          model: this.model.name,
+          modelVersion: this.model.version,
+          node: this.options.node ?? "",
+        }),
+      );
+      row += it.rows;
+    }
+  }
+}

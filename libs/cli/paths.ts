@@ -3,14 +3,13 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The package root (the folder with package.json), from source or from dist/. */
+/** The package root (the folder with proto/ and package.json), from source or from dist/. */
 export const packageRoot: string = (() => {
   let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, "package.json")) || existsSync(path.join(dir, "..", "dist"))) {
+  while (!(existsSync(path.join(dir, "package.json")) && existsSync(path.join(dir, "proto")))) {
     const up = path.dirname(dir);
-    if (up === dir) break;
+    if (up === dir) throw new Error("cannot find the sluice package root");
     dir = up;
-    if (existsSync(path.join(dir, "package.json")) && existsSync(path.join(dir, "proto"))) break;
   }
   return dir;
 })();

@@ -3,7 +3,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { IngestService, type StreamRequest } from "../gen/sluice/v1/ingest_pb.js";
 import type { Result } from "../gen/sluice/v1/records_pb.js";
-import { readRecords, type ReadRecordsOptions } from "../records/index.js";
+import { type ReadRecordsOptions, readRecords } from "../records/index.js";
 import { connectTo } from "../transport/index.js";
 
 /** Options of {@link sendFile}. */
@@ -30,11 +30,19 @@ export interface SendReport {
 }
 
 /** One result line: `{"id":..,"outputs":{..}}` or `{"id":..,"error":{"code":..,"message":..}}`. */
-export function resultLine(id: string, r: Result | { error: { code: string; message: string; field?: string } }): string {
+export function resultLine(
+  id: string,
+  r: Result | { error: { code: string; message: string; field?: string } },
+): string {
   if ("outcome" in r) {
     if (r.outcome.case === "outputs") return JSON.stringify({ id, outputs: r.outcome.value });
     const e = r.outcome.value;
-    return JSON.stringify({ id, error: e ? { code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}) } : { code: "internal", message: "empty result" } });
+    return JSON.stringify({
+      id,
+      error: e
+        ? { code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}) }
+        : { code: "internal", message: "empty result" },
+    });
   }
   return JSON.stringify({ id, error: r.error });
 }
@@ -53,7 +61,8 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
   const window = options.window ?? 16_384;
   const size = (await stat(file)).size;
   const showProgress =
-    options.progress === "always" || (options.progress !== "never" && process.stderr.isTTY === true && size > 1_000_000);
+    options.progress === "always" ||
+    (options.progress !== "never" && process.stderr.isTTY === true && size > 1_000_000);
   const userIds = new Map<number, string>();
   const lines = new Map<number, string>();
   let nextWrite = 0;
@@ -84,7 +93,9 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
     if (!final && now - lastProgress < 200) return;
     lastProgress = now;
     const secs = (now - started) / 1000;
-    process.stderr.write(`\r${nextWrite} results / ${sent} sent, ${Math.round(nextWrite / Math.max(secs, 0.001))} rec/s${final ? "\n" : ""}`);
+    process.stderr.write(
+      `\r${nextWrite} results / ${sent} sent, ${Math.round(nextWrite / Math.max(secs, 0.001))} rec/s${final ? "\n" : ""}`,
+    );
   };
 
   const responses = (async () => {
@@ -106,7 +117,11 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
   let batch: StreamRequest["records"] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    const msg: StreamRequest = { $typeName: "sluice.v1.StreamRequest", records: batch, pipeline: options.pipeline ?? "" };
+    const msg: StreamRequest = {
+      $typeName: "sluice.v1.StreamRequest",
+      records: batch,
+      pipeline: options.pipeline ?? "",
+    };
     batch = [];
     await requests.write(msg);
   };

@@ -3,8 +3,8 @@ import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { BalancerService } from "../gen/sluice/v1/balancer_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { BalancerService } from "../gen/sluice/v1/balancer_pb.js";
 import { StateService } from "../gen/sluice/v1/state_pb.js";
 import { startMesh } from "../mesh/index.js";
 import { fitPipeline, parsePipelineSpec } from "../pipeline/index.js";
@@ -54,8 +54,14 @@ async function ensureDefaults(quiet = false): Promise<{ models: string; pipeline
   const models = path.join(workDir(), "models");
   const pipelines = path.join(workDir(), "pipelines");
   const pipeline = path.join(pipelines, "penguins.json");
-  if (existsSync(path.join(models, "penguins-mlp", "1", "model.onnx")) && existsSync(pipeline)) return { models, pipeline };
-  const report = await trainFromData({ specFile: penguinsSpec, dataFile: vegaDataset("penguins.json"), modelsDir: models, pipelinesDir: pipelines });
+  if (existsSync(path.join(models, "penguins-mlp", "1", "model.onnx")) && existsSync(pipeline))
+    return { models, pipeline };
+  const report = await trainFromData({
+    specFile: penguinsSpec,
+    dataFile: vegaDataset("penguins.json"),
+    modelsDir: models,
+    pipelinesDir: pipelines,
+  });
   if (!quiet) {
     process.stdout.write(
       `trained penguins-mlp on ${report.trainRows} rows in ${report.seconds.toFixed(1)} s: held-out accuracy ${report.testAccuracy.toFixed(4)} on ${report.testRows} rows\n`,
@@ -76,7 +82,8 @@ async function cmdUp(argv: string[]): Promise<void> {
     },
   });
   const n = Number(values.inference);
-  if (!Number.isInteger(n) || n < 1 || n > 64) fail(`--inference must be a whole number from 1 to 64, got ${values.inference}`);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    fail(`--inference must be a whole number from 1 to 64, got ${values.inference}`);
   const defaults = values.models && values.pipeline ? undefined : await ensureDefaults();
   const mesh = await startMesh({
     inference: n,
@@ -90,7 +97,11 @@ async function cmdUp(argv: string[]): Promise<void> {
   await mkdir(workDir(), { recursive: true });
   await writeFile(
     path.join(workDir(), "mesh.json"),
-    JSON.stringify({ pid: process.pid, services: Object.fromEntries(mesh.services.map((s) => [s.name, s.address])) }, null, 2),
+    JSON.stringify(
+      { pid: process.pid, services: Object.fromEntries(mesh.services.map((s) => [s.name, s.address])) },
+      null,
+      2,
+    ),
   );
   process.stdout.write("ready\n");
   let exiting = false;
@@ -127,7 +138,8 @@ async function cmdSend(argv: string[]): Promise<void> {
   const file = positionals[0];
   if (file === undefined || positionals.length > 1) fail("send takes one FILE");
   if (!existsSync(file)) fail(`${file}: no such file`);
-  if (values.format !== undefined && !["csv", "json", "jsonl"].includes(values.format)) fail(`--format must be csv, json or jsonl`);
+  if (values.format !== undefined && !["csv", "json", "jsonl"].includes(values.format))
+    fail(`--format must be csv, json or jsonl`);
   const ingest = await addressOf("ingest", values.ingest, "SLUICE_INGEST", "127.0.0.1:7400");
   const out = values.out ? createWriteStream(values.out) : process.stdout;
   try {
@@ -176,7 +188,9 @@ async function cmdStatus(argv: string[]): Promise<void> {
     lines.push("inference nodes:");
     const balancerAddr = values.balancer ?? process.env.SLUICE_BALANCER ?? mesh?.services.balancer;
     const loads = balancerAddr
-      ? await connectTo(BalancerService, balancerAddr).listNodes({}, { timeoutMs: 2_000 }).catch(() => undefined)
+      ? await connectTo(BalancerService, balancerAddr)
+          .listNodes({}, { timeoutMs: 2_000 })
+          .catch(() => undefined)
       : undefined;
     for (const e of nodes?.entries ?? []) {
       const n = JSON.parse(e.value) as { address: string; models: string[]; heartbeatMs: number };
@@ -184,7 +198,9 @@ async function cmdStatus(argv: string[]): Promise<void> {
       const age = Date.now() - n.heartbeatMs;
       lines.push(
         `  ${e.key.padEnd(14)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  heartbeat ${age} ms ago` +
-          (load ? `  in flight ${load.inFlightRecords}  batches ${load.batchesRouted}  ewma ${load.ewmaLatencyMs.toFixed(2)} ms` : ""),
+          (load
+            ? `  in flight ${load.inFlightRecords}  batches ${load.batchesRouted}  ewma ${load.ewmaLatencyMs.toFixed(2)} ms`
+            : ""),
       );
     }
     lines.push("pipelines:");
@@ -199,7 +215,10 @@ async function cmdStatus(argv: string[]): Promise<void> {
 }
 
 async function cmdFit(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { spec: { type: "string" }, data: { type: "string" }, out: { type: "string" } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { spec: { type: "string" }, data: { type: "string" }, out: { type: "string" } },
+  });
   if (!values.spec || !values.data) fail("fit needs --spec FILE and --data FILE");
   const spec = parsePipelineSpec(await readFile(values.spec, "utf8"));
   const fitted = fitPipeline(spec, await loadRows(values.data));
@@ -242,18 +261,35 @@ async function cmdDemo(argv: string[]): Promise<void> {
   const pipelines = path.join(workDir(), "pipelines");
   const data = vegaDataset("penguins.json");
   process.stdout.write(`1. training an MLP (64 relu → 64 relu → 3) on ${data}\n`);
-  const report = await trainFromData({ specFile: penguinsSpec, dataFile: data, modelsDir: models, pipelinesDir: pipelines });
+  const report = await trainFromData({
+    specFile: penguinsSpec,
+    dataFile: data,
+    modelsDir: models,
+    pipelinesDir: pipelines,
+  });
   process.stdout.write(
     `   held-out accuracy ${report.testAccuracy.toFixed(4)} on ${report.testRows} rows (train ${report.trainAccuracy.toFixed(4)} on ${report.trainRows}), ${report.seconds.toFixed(1)} s\n`,
   );
-  process.stdout.write(`2. starting the mesh: state, ${values.inference} inference nodes, balancer, preprocess, ingest\n`);
+  process.stdout.write(
+    `2. starting the mesh: state, ${values.inference} inference nodes, balancer, preprocess, ingest\n`,
+  );
   const mesh = await startMesh({ inference: Number(values.inference), models, pipelines: [report.specPath] });
   try {
     for (const s of mesh.services) process.stdout.write(`   ${s.name} listening on ${s.address}\n`);
     const outFile = path.join(workDir(), "penguins-results.jsonl");
     process.stdout.write(`3. streaming all ${(await loadRows(data)).length} penguins through ingest → ${outFile}\n`);
     const sent = await sendFile(data, { ingest: mesh.address("ingest"), out: createWriteStream(outFile) });
-    const results = (await readFile(outFile, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; outputs?: { label: string; probabilities: number[] }; error?: { code: string; message: string } });
+    const results = (await readFile(outFile, "utf8"))
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            id: string;
+            outputs?: { label: string; probabilities: number[] };
+            error?: { code: string; message: string };
+          },
+      );
     const rows = await loadRows(data);
     let right = 0;
     let predicted = 0;
@@ -263,7 +299,9 @@ async function cmdDemo(argv: string[]): Promise<void> {
         if (r.outputs.label === rows[i]?.Species) right++;
       }
     }
-    process.stdout.write(`   ${sent.records} results in ${sent.seconds.toFixed(2)} s: ${sent.predictions} predictions, ${sent.errors} errors\n`);
+    process.stdout.write(
+      `   ${sent.records} results in ${sent.seconds.toFixed(2)} s: ${sent.predictions} predictions, ${sent.errors} errors\n`,
+    );
     for (const i of [0, 3, 150, 300]) {
       const r = results[i];
       if (r === undefined) continue;
@@ -274,7 +312,9 @@ async function cmdDemo(argv: string[]): Promise<void> {
           : `   record ${r.id}: error ${r.error?.code}: ${r.error?.message}\n`,
       );
     }
-    process.stdout.write(`   accuracy through the mesh on every penguin with a prediction: ${(right / Math.max(predicted, 1)).toFixed(4)} (${right}/${predicted})\n`);
+    process.stdout.write(
+      `   accuracy through the mesh on every penguin with a prediction: ${(right / Math.max(predicted, 1)).toFixed(4)} (${right}/${predicted})\n`,
+    );
     process.stdout.write(`   held-out accuracy of the model: ${report.testAccuracy.toFixed(4)}\n`);
   } finally {
     await mesh.stop();

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { accuracy, mlpToOnnx, type MlpOptions, predictMlp, splitTrainTest, trainMlp } from "../model/index.js";
-import { compilePipeline, fitPipeline, labelIndex, parsePipelineSpec, type PipelineSpec } from "../pipeline/index.js";
+import { accuracy, type MlpOptions, mlpToOnnx, predictMlp, splitTrainTest, trainMlp } from "../model/index.js";
+import { compilePipeline, fitPipeline, labelIndex, type PipelineSpec, parsePipelineSpec } from "../pipeline/index.js";
 import { readRecords } from "../records/index.js";
 
 /** Options of {@link trainFromData}. */
@@ -65,14 +65,26 @@ export async function trainFromData(options: TrainOptions): Promise<TrainReport>
   const labels = labelIndex(withClasses, rows).indices;
   const labelled: number[] = [];
   for (let i = 0; i < rows.length; i++) if ((labels[i] as number) >= 0) labelled.push(i);
-  const split = splitTrainTest(labelled.length, options.testFraction ?? 0.2, seed, labelled.map((i) => labels[i] as number));
+  const split = splitTrainTest(
+    labelled.length,
+    options.testFraction ?? 0.2,
+    seed,
+    labelled.map((i) => labels[i] as number),
+  );
   const trainIdx = Array.from(split.train, (k) => labelled[k] as number);
   const testIdx = Array.from(split.test, (k) => labelled[k] as number);
-  const spec = fitPipeline(withClasses, trainIdx.map((i) => rows[i] as Record<string, unknown>));
+  const spec = fitPipeline(
+    withClasses,
+    trainIdx.map((i) => rows[i] as Record<string, unknown>),
+  );
   const pipeline = compilePipeline(spec);
   const encode = (idx: number[]) => {
     const t = pipeline.transformRows(idx.map((i) => rows[i] as Record<string, unknown>));
-    return { features: t.features, y: Int32Array.from(t.rows, (r) => labels[idx[r] as number] as number), kept: t.rows.length };
+    return {
+      features: t.features,
+      y: Int32Array.from(t.rows, (r) => labels[idx[r] as number] as number),
+      kept: t.rows.length,
+    };
   };
   const train = encode(trainIdx);
   const test = encode(testIdx);

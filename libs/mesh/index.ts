@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { createInterface } from "node:readline";
+import { packageRoot } from "../cli/paths.js";
 
 /** Options of {@link startMesh}. */
 export interface MeshOptions {
@@ -46,7 +46,8 @@ export interface Mesh {
   stop(graceMs?: number): Promise<void>;
 }
 
-const servicesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../services");
+// Services always run compiled (from source too, e.g. under vitest): `npm run build` first.
+const servicesDir = path.join(packageRoot, "dist", "services");
 
 function entry(service: string): string {
   return path.join(servicesDir, service, "main.js");
@@ -73,7 +74,12 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
   const start = async (spec: Spec): Promise<MeshService> => {
     specs.set(spec.name, spec);
     const child = spawn(process.execPath, [entry(spec.service), ...spec.args], {
-      env: { ...process.env, ...options.env, SLUICE_PARENT_PID: String(process.pid), OTEL_SERVICE_NAME: `sluice-${spec.name}` },
+      env: {
+        ...process.env,
+        ...options.env,
+        SLUICE_PARENT_PID: String(process.pid),
+        OTEL_SERVICE_NAME: `sluice-${spec.name}`,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const tail: string[] = [];
@@ -85,7 +91,10 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", log);
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const address = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${spec.name} did not start in time:\n${tail.join("\n")}`)), options.startTimeoutMs ?? 30_000);
+      const timer = setTimeout(
+        () => reject(new Error(`${spec.name} did not start in time:\n${tail.join("\n")}`)),
+        options.startTimeoutMs ?? 30_000,
+      );
       lines.on("line", (line) => {
         const m = /listening on (\S+)$/.exec(line);
         if (m) {
@@ -124,17 +133,35 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     return stopping;
   };
   try {
-    const state = await start({ name: "state", service: "state", args: [...common, "--port", port(3), ...options.pipelines.flatMap((p) => ["--pipeline", p])] });
+    const state = await start({
+      name: "state",
+      service: "state",
+      args: [...common, "--port", port(3), ...options.pipelines.flatMap((p) => ["--pipeline", p])],
+    });
     await Promise.all(
       Array.from({ length: n }, (_, i) =>
         start({
           name: `inference-${i + 1}`,
           service: "inference",
-          args: [...common, "--port", port(4 + i), "--state", state.address, "--models", options.models, "--node", `inference-${i + 1}`],
+          args: [
+            ...common,
+            "--port",
+            port(4 + i),
+            "--state",
+            state.address,
+            "--models",
+            options.models,
+            "--node",
+            `inference-${i + 1}`,
+          ],
         }),
       ),
     );
-    const balancer = await start({ name: "balancer", service: "balancer", args: [...common, "--port", port(2), "--state", state.address] });
+    const balancer = await start({
+      name: "balancer",
+      service: "balancer",
+      args: [...common, "--port", port(2), "--state", state.address],
+    });
     const preprocess = await start({
       name: "preprocess",
       service: "preprocess",
@@ -143,7 +170,15 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     await start({
       name: "ingest",
       service: "ingest",
-      args: [...common, "--port", port(0), "--preprocess", preprocess.address, "--pipeline", options.defaultPipeline ?? "penguins"],
+      args: [
+        ...common,
+        "--port",
+        port(0),
+        "--preprocess",
+        preprocess.address,
+        "--pipeline",
+        options.defaultPipeline ?? "penguins",
+      ],
     });
   } catch (e) {
     await stop(1_000);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-export { createPrng, type Prng } from "./prng.js";
+
 export {
   accuracy,
   argmaxRows,
@@ -28,3 +28,4 @@ export {
   readOnnxLabels,
   readOnnxMetadata,
 } from "./onnx-writer.js";
+export { createPrng, type Prng } from "./prng.js";

@@ -36,7 +36,11 @@ function penguins(): { x: Float32Array; y: Int32Array; species: string[] } {
   // vega-datasets' "exports" map does not list its data files, so read the file by path.
   const path = new URL("../../node_modules/vega-datasets/data/penguins.json", import.meta.url);
   const rows = (JSON.parse(readFileSync(path, "utf8")) as Penguin[]).filter(
-    (r) => r["Beak Length (mm)"] != null && r["Beak Depth (mm)"] != null && r["Flipper Length (mm)"] != null && r["Body Mass (g)"] != null,
+    (r) =>
+      r["Beak Length (mm)"] != null &&
+      r["Beak Depth (mm)"] != null &&
+      r["Flipper Length (mm)"] != null &&
+      r["Body Mass (g)"] != null,
   );
   const numeric = ["Beak Length (mm)", "Beak Depth (mm)", "Flipper Length (mm)", "Body Mass (g)"] as const;
   const islands = ["Biscoe", "Dream", "Torgersen"];
@@ -68,9 +72,21 @@ describe("trainMlp", () => {
   it("separates well-apart blobs on held-out rows", () => {
     const { x, y } = blobs(300, 3);
     const { train, test } = splitTrainTest(300, 0.25, 1, y);
-    const w = trainMlp(selectRows(x, 4, train), 4, y.filter((_, i) => train.includes(i)), 3, { epochs: 30, hidden: [16, 16], seed: 1 });
+    const w = trainMlp(
+      selectRows(x, 4, train),
+      4,
+      y.filter((_, i) => train.includes(i)),
+      3,
+      { epochs: 30, hidden: [16, 16], seed: 1 },
+    );
     const probs = predictMlp(w, selectRows(x, 4, test), 4);
-    expect(accuracy(probs, Array.from(test, (r) => y[r] as number), 3)).toBeGreaterThanOrEqual(0.97);
+    expect(
+      accuracy(
+        probs,
+        Array.from(test, (r) => y[r] as number),
+        3,
+      ),
+    ).toBeGreaterThanOrEqual(0.97);
   });
 
   it("gives bit-identical weights for the same seed and different ones for another seed", () => {
@@ -84,14 +100,16 @@ describe("trainMlp", () => {
       [8, 8],
       [8, 3],
     ]);
-    const bits = (w: MlpWeights) => w.layers.map((l) => [Buffer.from(l.weight.buffer).toString("hex"), Buffer.from(l.bias.buffer).toString("hex")]);
+    const bits = (w: MlpWeights) =>
+      w.layers.map((l) => [Buffer.from(l.weight.buffer).toString("hex"), Buffer.from(l.bias.buffer).toString("hex")]);
     expect(bits(a)).toEqual(bits(b));
     expect(bits(a)[0]?.[0]).not.toBe(bits(c)[0]?.[0]);
   });
 
   it("shrinks the weights with an L2 penalty", () => {
     const { x, y } = blobs(120, 5);
-    const norm = (w: ReturnType<typeof trainMlp>) => w.layers.reduce((s, l) => s + l.weight.reduce((a, v) => a + v * v, 0), 0);
+    const norm = (w: ReturnType<typeof trainMlp>) =>
+      w.layers.reduce((s, l) => s + l.weight.reduce((a, v) => a + v * v, 0), 0);
     const plain = trainMlp(x, 4, y, 3, { epochs: 20, hidden: [8], seed: 1 });
     const penalised = trainMlp(x, 4, y, 3, { epochs: 20, hidden: [8], seed: 1, l2: 0.1 });
     expect(norm(penalised)).toBeLessThan(norm(plain));
@@ -123,10 +141,22 @@ describe("trainMlp", () => {
     expect(y.length).toBe(342);
     const { train, test } = splitTrainTest(y.length, 0.2, 42, y);
     const started = performance.now();
-    const w = trainMlp(selectRows(x, 9, train), 9, Array.from(train, (r) => y[r] as number), 3, { seed: 42 });
+    const w = trainMlp(
+      selectRows(x, 9, train),
+      9,
+      Array.from(train, (r) => y[r] as number),
+      3,
+      { seed: 42 },
+    );
     const ms = performance.now() - started;
-    const acc = accuracy(predictMlp(w, selectRows(x, 9, test), 9), Array.from(test, (r) => y[r] as number), 3);
-    console.log(`penguins: ${train.length} train / ${test.length} test rows, accuracy ${acc.toFixed(4)}, training ${ms.toFixed(0)} ms`);
+    const acc = accuracy(
+      predictMlp(w, selectRows(x, 9, test), 9),
+      Array.from(test, (r) => y[r] as number),
+      3,
+    );
+    console.log(
+      `penguins: ${train.length} train / ${test.length} test rows, accuracy ${acc.toFixed(4)}, training ${ms.toFixed(0)} ms`,
+    );
     expect(acc).toBeGreaterThanOrEqual(0.95);
   });
 });

@@ -103,11 +103,13 @@ export function trainMlp(
   if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`classes must be an integer ≥ 2, got ${classes}`);
   for (let r = 0; r < n; r++) {
     const y = labels[r] as number;
-    if (!Number.isInteger(y) || y < 0 || y >= classes) throw new RangeError(`label ${y} at row ${r} outside [0, ${classes})`);
+    if (!Number.isInteger(y) || y < 0 || y >= classes)
+      throw new RangeError(`label ${y} at row ${r} outside [0, ${classes})`);
   }
   const hidden = (options.hidden ?? MLP_DEFAULTS.hidden).map((h, i) => positiveInt(`hidden[${i}]`, h));
   const epochs = options.epochs ?? MLP_DEFAULTS.epochs;
-  if (!Number.isInteger(epochs) || epochs < 0) throw new RangeError(`epochs must be a non-negative integer, got ${epochs}`);
+  if (!Number.isInteger(epochs) || epochs < 0)
+    throw new RangeError(`epochs must be a non-negative integer, got ${epochs}`);
   const batchSize = Math.min(positiveInt("batchSize", options.batchSize ?? MLP_DEFAULTS.batchSize), n);
   const lr = options.learningRate ?? MLP_DEFAULTS.learningRate;
   const l2 = options.l2 ?? MLP_DEFAULTS.l2;
@@ -167,7 +169,16 @@ export function trainMlp(
         for (let i = 0; i < width; i++) x0[b * width + i] = features[src + i] as number;
       }
       for (let l = 0; l < depth; l++) {
-        denseForward(acts[l] as Float64Array, W[l] as Float64Array, B[l] as Float64Array, acts[l + 1] as Float64Array, bs, dims[l] as number, dims[l + 1] as number, l < depth - 1);
+        denseForward(
+          acts[l] as Float64Array,
+          W[l] as Float64Array,
+          B[l] as Float64Array,
+          acts[l + 1] as Float64Array,
+          bs,
+          dims[l] as number,
+          dims[l + 1] as number,
+          l < depth - 1,
+        );
       }
 
       // Softmax cross-entropy: dLoss/dLogits = (p - onehot) / bs.
@@ -191,7 +202,17 @@ export function trainMlp(
       for (let l = depth - 1; l >= 0; l--) {
         const w = W[l] as Float64Array;
         const gw = gW[l] as Float64Array;
-        denseBackward(acts[l] as Float64Array, deltas[l + 1] as Float64Array, w, gw, gB[l] as Float64Array, l > 0 ? (deltas[l] as Float64Array) : undefined, bs, dims[l] as number, dims[l + 1] as number);
+        denseBackward(
+          acts[l] as Float64Array,
+          deltas[l + 1] as Float64Array,
+          w,
+          gw,
+          gB[l] as Float64Array,
+          l > 0 ? (deltas[l] as Float64Array) : undefined,
+          bs,
+          dims[l] as number,
+          dims[l + 1] as number,
+        );
         if (l2 !== 0) for (let k = 0; k < gw.length; k++) gw[k] = (gw[k] as number) + l2 * (w[k] as number);
       }
 
@@ -201,8 +222,26 @@ export function trainMlp(
       const stepSize = (lr * Math.sqrt(1 - beta2Pow)) / (1 - beta1Pow);
       const epsHat = eps * Math.sqrt(1 - beta2Pow);
       for (let l = 0; l < depth; l++) {
-        adam(W[l] as Float64Array, gW[l] as Float64Array, mW[l] as Float64Array, vW[l] as Float64Array, beta1, beta2, stepSize, epsHat);
-        adam(B[l] as Float64Array, gB[l] as Float64Array, mB[l] as Float64Array, vB[l] as Float64Array, beta1, beta2, stepSize, epsHat);
+        adam(
+          W[l] as Float64Array,
+          gW[l] as Float64Array,
+          mW[l] as Float64Array,
+          vW[l] as Float64Array,
+          beta1,
+          beta2,
+          stepSize,
+          epsHat,
+        );
+        adam(
+          B[l] as Float64Array,
+          gB[l] as Float64Array,
+          mB[l] as Float64Array,
+          vB[l] as Float64Array,
+          beta1,
+          beta2,
+          stepSize,
+          epsHat,
+        );
       }
     }
   }
@@ -307,7 +346,10 @@ function denseBackward(
       for (let i = 0; i < inDim; i++) {
         gw[wo + i] =
           (gw[wo + i] as number) +
-          (g0 * (a[a0 + i] as number) + g1 * (a[a1 + i] as number) + g2 * (a[a2 + i] as number) + g3 * (a[a3 + i] as number));
+          (g0 * (a[a0 + i] as number) +
+            g1 * (a[a1 + i] as number) +
+            g2 * (a[a2 + i] as number) +
+            g3 * (a[a3 + i] as number));
       }
     }
   }
@@ -338,7 +380,10 @@ function denseBackward(
       for (let i = 0; i < inDim; i++) {
         dPrev[ao + i] =
           (dPrev[ao + i] as number) +
-          (g0 * (w[w0 + i] as number) + g1 * (w[w1 + i] as number) + g2 * (w[w2 + i] as number) + g3 * (w[w3 + i] as number));
+          (g0 * (w[w0 + i] as number) +
+            g1 * (w[w1 + i] as number) +
+            g2 * (w[w2 + i] as number) +
+            g3 * (w[w3 + i] as number));
       }
     }
     for (; o < outDim; o++) {
@@ -391,7 +436,16 @@ export function predictLogits(weights: MlpWeights, features: ArrayLike<number>, 
   for (let l = 0; l < layers.length; l++) {
     const layer = layers[l] as MlpLayer;
     const out = new Float64Array(n * layer.outDim);
-    denseForward(x, Float64Array.from(layer.weight), Float64Array.from(layer.bias), out, n, layer.inDim, layer.outDim, l < layers.length - 1);
+    denseForward(
+      x,
+      Float64Array.from(layer.weight),
+      Float64Array.from(layer.bias),
+      out,
+      n,
+      layer.inDim,
+      layer.outDim,
+      l < layers.length - 1,
+    );
     x = out;
   }
   return Float32Array.from(x);
@@ -426,7 +480,8 @@ export function argmaxRows(scores: ArrayLike<number>, classes: number): Int32Arr
   const out = new Int32Array(n);
   for (let r = 0; r < n; r++) {
     let best = 0;
-    for (let c = 1; c < classes; c++) if ((scores[r * classes + c] as number) > (scores[r * classes + best] as number)) best = c;
+    for (let c = 1; c < classes; c++)
+      if ((scores[r * classes + c] as number) > (scores[r * classes + best] as number)) best = c;
     out[r] = best;
   }
   return out;
@@ -469,8 +524,14 @@ export interface TrainTestSplit {
  * @param labels optional class per row, to stratify by.
  * @throws RangeError on a fraction outside [0, 1] or a labels length other than n.
  */
-export function splitTrainTest(n: number, testFraction: number, seed: number, labels?: ArrayLike<number>): TrainTestSplit {
-  if (!(testFraction >= 0 && testFraction <= 1)) throw new RangeError(`testFraction must be in [0, 1], got ${testFraction}`);
+export function splitTrainTest(
+  n: number,
+  testFraction: number,
+  seed: number,
+  labels?: ArrayLike<number>,
+): TrainTestSplit {
+  if (!(testFraction >= 0 && testFraction <= 1))
+    throw new RangeError(`testFraction must be in [0, 1], got ${testFraction}`);
   if (labels !== undefined && labels.length !== n) throw new RangeError(`labels length ${labels.length} != n ${n}`);
   const prng = createPrng(seed);
   const isTest = new Uint8Array(n);

@@ -29,8 +29,12 @@ describe("protobuf wire", () => {
   it("encodes varints, floats and strings as protobuf does", () => {
     // Known encodings from https://protobuf.dev/programming-guides/encoding/.
     expect(Array.from(new ProtoWriter().varint(1, 150).finish())).toEqual([0x08, 0x96, 0x01]);
-    expect(Array.from(new ProtoWriter().string(2, "testing").finish())).toEqual([0x12, 0x07, 0x74, 0x65, 0x73, 0x74, 0x69, 0x6e, 0x67]);
-    expect(Array.from(new ProtoWriter().varint(1, -1).finish())).toEqual([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    expect(Array.from(new ProtoWriter().string(2, "testing").finish())).toEqual([
+      0x12, 0x07, 0x74, 0x65, 0x73, 0x74, 0x69, 0x6e, 0x67,
+    ]);
+    expect(Array.from(new ProtoWriter().varint(1, -1).finish())).toEqual([
+      0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+    ]);
     expect(Array.from(new ProtoWriter().float(2, 1).finish())).toEqual([0x15, 0x00, 0x00, 0x80, 0x3f]);
     expect(Array.from(new ProtoWriter().varint(20, 2).finish())).toEqual([0xa0, 0x01, 0x02]);
     expect(Array.from(new ProtoWriter().packedVarints(4, [3, 270]).finish())).toEqual([0x22, 0x03, 0x03, 0x8e, 0x02]);
@@ -60,9 +64,16 @@ describe("mlpToOnnx", () => {
   });
 
   it("gives identical bytes for the same seed and different bytes for another seed", () => {
-    const again = mlpToOnnx(train(5), { labels: ["Adelie", "Chinstrap", "Gentoo"], metadata: { trainedOn: "synthetic" } });
+    const again = mlpToOnnx(train(5), {
+      labels: ["Adelie", "Chinstrap", "Gentoo"],
+      metadata: { trainedOn: "synthetic" },
+    });
     expect(Buffer.from(again).equals(Buffer.from(bytes))).toBe(true);
-    expect(Buffer.from(mlpToOnnx(train(6), { labels: ["Adelie", "Chinstrap", "Gentoo"], metadata: { trainedOn: "synthetic" } })).equals(Buffer.from(bytes))).toBe(false);
+    expect(
+      Buffer.from(
+        mlpToOnnx(train(6), { labels: ["Adelie", "Chinstrap", "Gentoo"], metadata: { trainedOn: "synthetic" } }),
+      ).equals(Buffer.from(bytes)),
+    ).toBe(false);
   });
 
   it("declares the input and outputs that a server looks for", () => {
@@ -90,7 +101,9 @@ describe("mlpToOnnx", () => {
       const gotLogits = logits.data as Float32Array;
       for (let k = 0; k < want.length; k++) {
         expect(Math.abs((got[k] as number) - (want[k] as number))).toBeLessThan(1e-5);
-        expect(Math.abs((gotLogits[k] as number) - (wantLogits[k] as number))).toBeLessThan(1e-4 * Math.max(1, Math.abs(wantLogits[k] as number)));
+        expect(Math.abs((gotLogits[k] as number) - (wantLogits[k] as number))).toBeLessThan(
+          1e-4 * Math.max(1, Math.abs(wantLogits[k] as number)),
+        );
       }
     });
   }
@@ -106,7 +119,9 @@ describe("mlpToOnnx", () => {
     expect(fields.find((f) => f.field === 1)?.varint).toBe(8n);
     const opset = fields.find((f) => f.field === 8)?.bytes as Uint8Array;
     expect([...readProtoFields(opset)].find((f) => f.field === 2)?.varint).toBe(13n);
-    const custom = await ort.InferenceSession.create(mlpToOnnx(weights, { inputName: "x", outputName: "p", includeLogits: false }));
+    const custom = await ort.InferenceSession.create(
+      mlpToOnnx(weights, { inputName: "x", outputName: "p", includeLogits: false }),
+    );
     expect(custom.inputNames).toEqual(["x"]);
     expect(custom.outputNames).toEqual(["p"]);
     await custom.release();

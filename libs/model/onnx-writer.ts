@@ -2,7 +2,16 @@ import type { MlpLayer, MlpWeights } from "./mlp.js";
 import { ProtoWriter, readProtoFields, WireType } from "./protobuf-wire.js";
 
 // Field numbers and enum values from onnx/onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto).
-const Model = { irVersion: 1, producerName: 2, producerVersion: 3, modelVersion: 5, docString: 6, graph: 7, opsetImport: 8, metadataProps: 14 } as const;
+const Model = {
+  irVersion: 1,
+  producerName: 2,
+  producerVersion: 3,
+  modelVersion: 5,
+  docString: 6,
+  graph: 7,
+  opsetImport: 8,
+  metadataProps: 14,
+} as const;
 const OperatorSetId = { domain: 1, version: 2 } as const;
 const Graph = { node: 1, name: 2, initializer: 5, docString: 10, input: 11, output: 12 } as const;
 const Node = { input: 1, output: 2, name: 3, opType: 4, attribute: 5, domain: 7 } as const;
@@ -72,7 +81,9 @@ function floatValueInfo(name: string, shape: Array<number | string>): Uint8Array
     else dim.varint(Dimension.dimValue, d);
     shapeWriter.message(TensorShape.dim, dim.finish());
   }
-  const tensorType = new ProtoWriter().varint(TypeTensor.elemType, TensorDataType.FLOAT).message(TypeTensor.shape, shapeWriter.finish());
+  const tensorType = new ProtoWriter()
+    .varint(TypeTensor.elemType, TensorDataType.FLOAT)
+    .message(TypeTensor.shape, shapeWriter.finish());
   const type = new ProtoWriter().message(TypeProto.tensorType, tensorType.finish());
   return new ProtoWriter().string(ValueInfo.name, name).message(ValueInfo.type, type.finish()).finish();
 }
@@ -87,7 +98,13 @@ function attributeProto(name: string, value: AttributeValue): Uint8Array {
   return w.finish();
 }
 
-function nodeProto(opType: string, name: string, inputs: string[], outputs: string[], attributes: Record<string, AttributeValue> = {}): Uint8Array {
+function nodeProto(
+  opType: string,
+  name: string,
+  inputs: string[],
+  outputs: string[],
+  attributes: Record<string, AttributeValue> = {},
+): Uint8Array {
   const w = new ProtoWriter();
   for (const i of inputs) w.string(Node.input, i);
   for (const o of outputs) w.string(Node.output, o);
@@ -120,7 +137,8 @@ export function mlpToOnnx(weights: MlpWeights, options: MlpOnnxOptions = {}): Ui
     if (layer.weight.length !== layer.inDim * layer.outDim || layer.bias.length !== layer.outDim) {
       throw new RangeError(`layer ${l}: weight/bias sizes do not match ${layer.outDim}×${layer.inDim}`);
     }
-    if (l > 0 && (layers[l - 1] as MlpLayer).outDim !== layer.inDim) throw new RangeError(`layer ${l}: inDim does not match the previous outDim`);
+    if (l > 0 && (layers[l - 1] as MlpLayer).outDim !== layer.inDim)
+      throw new RangeError(`layer ${l}: inDim does not match the previous outDim`);
   }
   const width = (layers[0] as MlpLayer).inDim;
   const classes = (layers[layers.length - 1] as MlpLayer).outDim;
@@ -140,7 +158,12 @@ export function mlpToOnnx(weights: MlpWeights, options: MlpOnnxOptions = {}): Ui
   for (let l = 0; l < layers.length; l++) {
     const last = l === layers.length - 1;
     const gemmOut = last ? logitsName : `layer${l}.dense`;
-    graph.message(Graph.node, nodeProto("Gemm", `layer${l}.gemm`, [current, `layer${l}.weight`, `layer${l}.bias`], [gemmOut], { transB: { int: 1 } }));
+    graph.message(
+      Graph.node,
+      nodeProto("Gemm", `layer${l}.gemm`, [current, `layer${l}.weight`, `layer${l}.bias`], [gemmOut], {
+        transB: { int: 1 },
+      }),
+    );
     current = gemmOut;
     if (!last) {
       graph.message(Graph.node, nodeProto("Relu", `layer${l}.relu`, [current], [`layer${l}.relu`]));
@@ -153,7 +176,10 @@ export function mlpToOnnx(weights: MlpWeights, options: MlpOnnxOptions = {}): Ui
     graph.message(Graph.initializer, tensorProto(`layer${l}.weight`, [layer.outDim, layer.inDim], layer.weight));
     graph.message(Graph.initializer, tensorProto(`layer${l}.bias`, [layer.outDim], layer.bias));
   });
-  graph.string(Graph.docString, `MLP ${[width, ...layers.map((x) => x.outDim)].join("-")}, ReLU hidden layers, softmax output`);
+  graph.string(
+    Graph.docString,
+    `MLP ${[width, ...layers.map((x) => x.outDim)].join("-")}, ReLU hidden layers, softmax output`,
+  );
   graph.message(Graph.input, floatValueInfo(inputName, ["N", width]));
   graph.message(Graph.output, floatValueInfo(outputName, ["N", classes]));
   if (includeLogits) graph.message(Graph.output, floatValueInfo(logitsName, ["N", classes]));
@@ -165,7 +191,10 @@ export function mlpToOnnx(weights: MlpWeights, options: MlpOnnxOptions = {}): Ui
   model.varint(Model.modelVersion, options.modelVersion ?? 1);
   if (options.docString !== undefined) model.string(Model.docString, options.docString);
   model.message(Model.graph, graph.finish());
-  model.message(Model.opsetImport, new ProtoWriter().string(OperatorSetId.domain, "").varint(OperatorSetId.version, ONNX_OPSET).finish());
+  model.message(
+    Model.opsetImport,
+    new ProtoWriter().string(OperatorSetId.domain, "").varint(OperatorSetId.version, ONNX_OPSET).finish(),
+  );
   const metadata: Array<[string, string]> = [];
   if (options.labels !== undefined) metadata.push([LABELS_METADATA_KEY, JSON.stringify(options.labels)]);
   for (const [key, value] of Object.entries(options.metadata ?? {})) {
@@ -173,7 +202,10 @@ export function mlpToOnnx(weights: MlpWeights, options: MlpOnnxOptions = {}): Ui
     metadata.push([key, value]);
   }
   for (const [key, value] of metadata) {
-    model.message(Model.metadataProps, new ProtoWriter().string(StringStringEntry.key, key).string(StringStringEntry.value, value).finish());
+    model.message(
+      Model.metadataProps,
+      new ProtoWriter().string(StringStringEntry.key, key).string(StringStringEntry.value, value).finish(),
+    );
   }
   return model.finish();
 }

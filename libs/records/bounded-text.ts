@@ -5,7 +5,10 @@
  * for its error message.
  */
 export class BoundedText {
-  private parts: string[] = [];
+  /** The text, while it is one piece (the common case: a field inside one chunk). */
+  private single = "";
+  /** The pieces, once there are several. */
+  private parts: string[] | undefined;
   private chars = 0;
   /** UTF-8 size counted so far once over the limit; -1 while the text is kept. */
   private countedBytes = -1;
@@ -23,12 +26,16 @@ export class BoundedText {
       this.countedBytes += Buffer.byteLength(piece);
       return;
     }
-    this.parts.push(piece);
+    if (this.chars === 0) this.single = piece;
+    else if (this.parts === undefined) this.parts = [this.single, piece];
+    else this.parts.push(piece);
     this.chars += piece.length;
     // A UTF-16 code unit is at least one UTF-8 byte, so more chars than the limit is over it.
     if (this.chars > this.limit) {
-      this.countedBytes = Buffer.byteLength(this.parts.join(""));
-      this.parts = [];
+      this.countedBytes = Buffer.byteLength(this.text());
+      this.single = "";
+      this.parts = undefined;
+      this.chars = 0;
     }
   }
 
@@ -40,10 +47,8 @@ export class BoundedText {
       this.countedBytes -= 1;
       return;
     }
-    const last = this.parts.length - 1;
-    const piece = this.parts[last] as string;
-    if (piece.length === 1) this.parts.pop();
-    else this.parts[last] = piece.slice(0, -1);
+    this.single = this.text().slice(0, -1);
+    this.parts = undefined;
     this.chars -= 1;
   }
 
@@ -54,14 +59,7 @@ export class BoundedText {
 
   /** Whether the (kept) text is empty or only whitespace. False once over the limit. */
   isBlank(): boolean {
-    if (this.countedBytes >= 0) return false;
-    for (const part of this.parts) if (part.trim() !== "") return false;
-    return true;
-  }
-
-  /** Number of UTF-16 code units kept (0 once over the limit). */
-  get length(): number {
-    return this.chars;
+    return this.countedBytes < 0 && this.text().trim() === "";
   }
 
   /** The exact UTF-8 size when the text is over the limit, else `undefined`. */
@@ -75,17 +73,17 @@ export class BoundedText {
 
   /** The text kept (empty once over the limit). */
   text(): string {
-    const parts = this.parts;
-    if (parts.length === 1) return parts[0] as string;
-    if (parts.length === 0) return "";
-    const joined = parts.join("");
-    this.parts = [joined];
-    return joined;
+    if (this.parts !== undefined) {
+      this.single = this.parts.join("");
+      this.parts = undefined;
+    }
+    return this.single;
   }
 
   /** Empties the text for reuse. */
   reset(): void {
-    this.parts.length = 0;
+    this.single = "";
+    this.parts = undefined;
     this.chars = 0;
     this.countedBytes = -1;
     this.endsWithCR = false;

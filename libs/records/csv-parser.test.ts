@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { isSourceError, parseRecords, type SourceRecord } from "./index.js";
 
-async function csv(text: string | Uint8Array, options: { idField?: string; maxFieldBytes?: number; maxRecordBytes?: number } = {}): Promise<SourceRecord[]> {
+async function csv(
+  text: string | Uint8Array,
+  options: { idField?: string; maxFieldBytes?: number; maxRecordBytes?: number } = {},
+): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];
   const bytes = typeof text === "string" ? Buffer.from(text) : text;
   for await (const r of parseRecords([bytes], { format: "csv", source: "t.csv", ...options })) out.push(r);
@@ -79,16 +82,12 @@ describe("CSV", () => {
     const records = await csv('a,b\n1,2\n3,"open\nmore\n');
     expect(records).toHaveLength(2);
     expect(records[1]).toMatchObject({ index: 1, line: 3 });
-    expect(records[1]?.error?.message).toBe(
-      "line 3: unterminated quoted field (the quote opens on line 3)",
-    );
+    expect(records[1]?.error?.message).toBe("line 3: unterminated quoted field (the quote opens on line 3)");
   });
 
   it("makes text after a closing quote an error record, and the row still ends right", async () => {
     const records = await csv('a,b\n"x"y,1\n2,3\n');
-    expect(records[0]?.error?.message).toBe(
-      'line 2: unexpected text after the closing quote of field a',
-    );
+    expect(records[0]?.error?.message).toBe("line 2: unexpected text after the closing quote of field a");
     expect(records[1]).toMatchObject({ line: 3, fields: { a: "2", b: "3" } });
   });
 
@@ -104,9 +103,7 @@ describe("CSV", () => {
   it("throws a SourceError for duplicate header names", async () => {
     const error = await csv("a,b,a\n1,2,3\n").catch((e: unknown) => e);
     expect(isSourceError(error)).toBe(true);
-    expect((error as Error).message).toBe(
-      't.csv: line 1: duplicate header name "a" (columns 1 and 3)',
-    );
+    expect((error as Error).message).toBe('t.csv: line 1: duplicate header name "a" (columns 1 and 3)');
   });
 
   it("has no records for an empty file, a BOM alone, or only whitespace", async () => {
@@ -148,8 +145,7 @@ describe("CSV", () => {
   });
 
   it("gives the same records whatever the chunk boundaries", async () => {
-    const text =
-      '\uFEFFname,"qu""ote",x\r\n"a\r\nb","é€😀",\r\n\r\nplain,"",z\n1,2\n"x"y,1,2\n"tail,open';
+    const text = '\uFEFFname,"qu""ote",x\r\n"a\r\nb","é€😀",\r\n\r\nplain,"",z\n1,2\n"x"y,1,2\n"tail,open';
     expect(await csvByteByByte(text)).toEqual(await csv(text));
     expect((await csv(text)).map((r) => r.error?.message ?? r.fields)).toEqual([
       { name: "a\r\nb", 'qu"ote': "é€😀", x: "" },

@@ -1,9 +1,5 @@
 import { BoundedText } from "./bounded-text.js";
-import {
-  fieldTooBigMessage,
-  type RecordSequence,
-  recordTooBigMessage,
-} from "./record-sequence.js";
+import { fieldTooBigMessage, type RecordSequence, recordTooBigMessage } from "./record-sequence.js";
 import { SourceError } from "./source-error.js";
 import type { ChunkParser, SourceRecord } from "./source-record.js";
 
@@ -216,10 +212,7 @@ export class CsvParser implements ChunkParser {
       out.push(this.records.fail(line, rowError));
     } else if (count !== header.length) {
       out.push(
-        this.records.fail(
-          line,
-          `line ${line}: expected ${header.length} fields as in the header, got ${count}`,
-        ),
+        this.records.fail(line, `line ${line}: expected ${header.length} fields as in the header, got ${count}`),
       );
     } else {
       const record: Record<string, unknown> = {};

@@ -5,7 +5,14 @@
  *
  * @module
  */
-export { formatFromPath, type ParseRecordsOptions, parseRecords, readRecords } from "./read-records.js";
+export {
+  formatFromPath,
+  type ParseRecordsOptions,
+  parseRecordBatches,
+  parseRecords,
+  readRecordBatches,
+  readRecords,
+} from "./read-records.js";
 export { isSourceError, SourceError, type SourceErrorOptions } from "./source-error.js";
 export {
   DEFAULT_MAX_FIELD_BYTES,

@@ -62,7 +62,7 @@ describe("JSON array", () => {
 
   it("throws a SourceError when the file is not an array", async () => {
     expect((await jsonError('  "text"')).message).toBe(
-      "t.json: line 1, column 3: invalid JSON: expected '[' but found \"\\\"\"",
+      't.json: line 1, column 3: invalid JSON: expected \'[\' but found "\\""',
     );
   });
 
@@ -75,7 +75,7 @@ describe("JSON array", () => {
 
     expect((await jsonError('[{"a":\n1,}]')).message).toMatch(/^t\.json: line 2, column 3: invalid JSON/);
     expect((await jsonError('[{"a": 1},]')).message).toBe(
-      "t.json: line 1, column 11: invalid JSON: expected a value but found \"]\"",
+      't.json: line 1, column 11: invalid JSON: expected a value but found "]"',
     );
     expect((await jsonError('[{"a": [1}]')).message).toBe(
       "t.json: line 1, column 10: invalid JSON: expected ']' but found \"}\"",
@@ -129,11 +129,10 @@ describe("JSON array", () => {
   });
 
   it("gives the same records whatever the chunk boundaries", async () => {
-    const text =
-      '\uFEFF[\r\n {"s": "a\\"b\\\\", "é": "€😀", "n": [1, {"x": "}"}]},\n 7,\n {"k": "\\u00e9"}\n]';
+    const text = '\uFEFF[\r\n {"s": "a\\"b\\\\", "é": "€😀", "n": [1, {"x": "}"}]},\n 7,\n {"k": "\\u00e9"}\n]';
     const whole = await json(text);
     expect(whole.map((r) => r.error?.message ?? r.fields)).toEqual([
-      { s: 'a"b\\', "é": "€😀", n: [1, { x: "}" }] },
+      { s: 'a"b\\', é: "€😀", n: [1, { x: "}" }] },
       "line 3: expected a JSON object, got a number",
       { k: "é" },
     ]);

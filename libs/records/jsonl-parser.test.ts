@@ -44,10 +44,10 @@ describe("JSONL", () => {
   });
 
   it("makes an oversized line or field an error record", async () => {
-    const records = await jsonl(
-      `{"a":"${"x".repeat(300)}"}\n{"b":"${"y".repeat(60)}"}\n{"c":1}\n`,
-      { maxRecordBytes: 200, maxFieldBytes: 50 },
-    );
+    const records = await jsonl(`{"a":"${"x".repeat(300)}"}\n{"b":"${"y".repeat(60)}"}\n{"c":1}\n`, {
+      maxRecordBytes: 200,
+      maxFieldBytes: 50,
+    });
     expect(records.map((r) => r.error?.message ?? r.fields)).toEqual([
       "line 1: record is 308 bytes, limit 200",
       'line 2: field "b" is 60 bytes, limit 50',

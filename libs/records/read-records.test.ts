@@ -1,14 +1,15 @@
+import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_MAX_FIELD_BYTES,
   formatFromPath,
   isSourceError,
   type ReadRecordsOptions,
+  readRecordBatches,
   readRecords,
   SourceError,
   type SourceRecord,
@@ -146,11 +147,17 @@ describe("readRecords", () => {
     ]);
 
     const json = await file("big-field.json", `[{"text":"s"},\n\n{"text":"${big}"},\n{"text":"t"}]`);
-    expect((await all(json)).map((r) => r.error?.message ?? r.fields)).toEqual([
-      { text: "s" },
-      message,
-      { text: "t" },
-    ]);
+    expect((await all(json)).map((r) => r.error?.message ?? r.fields)).toEqual([{ text: "s" }, message, { text: "t" }]);
+  });
+
+  it("gives the same records an array at a time from readRecordBatches", async () => {
+    const path = await generate("batches.csv", "id,v\n", 20_000, (i) => `k${i},${i}\n`);
+    const batches: SourceRecord[][] = [];
+    for await (const batch of readRecordBatches(path, { idField: "id" })) batches.push(batch);
+    expect(batches.length).toBeGreaterThan(1);
+    expect(batches.every((b) => b.length > 0)).toBe(true);
+    expect(batches.flat()).toEqual(await all(path, { idField: "id" }));
+    expect(batches.flat().map((r) => r.index)).toEqual(Array.from({ length: 20_000 }, (_, i) => i));
   });
 
   it("stops reading and closes the file when the loop breaks", async () => {
@@ -161,7 +168,7 @@ describe("readRecords", () => {
   });
 
   it("streams a 50 MB CSV with flat memory", async () => {
-    const rows = 600_000;
+    const rows = 800_000;
     const path = await generate(
       "big.csv",
       "id,species,bill_length_mm,note\r\n",
@@ -169,6 +176,7 @@ describe("readRecords", () => {
       (i) => `r${i},Adelie,${(30 + (i % 200) / 10).toFixed(1)},"a note, with a comma and ""quotes"" ${i}"\r\n`,
     );
     const result = await measure(path);
+    expect(result.sizeMb).toBeGreaterThan(50);
     expect(result.count).toBe(rows);
     expect(result.errors).toBe(0);
     expect(result.lastId).toBe(`r${rows - 1}`);
@@ -177,15 +185,17 @@ describe("readRecords", () => {
   });
 
   it("streams a 50 MB JSON array with flat memory", async () => {
-    const rows = 500_000;
+    const rows = 750_000;
     const path = await generate(
       "big.json",
       "[\n",
       rows,
-      (i) => `${i === 0 ? "" : ",\n"}{"id": "r${i}", "species": "Gentoo", "bill": ${(40 + (i % 90) / 10).toFixed(1)}, "tags": ["a", "b"]}`,
+      (i) =>
+        `${i === 0 ? "" : ",\n"}{"id": "r${i}", "species": "Gentoo", "bill": ${(40 + (i % 90) / 10).toFixed(1)}, "tags": ["a", "b"]}`,
       "\n]\n",
     );
     const result = await measure(path);
+    expect(result.sizeMb).toBeGreaterThan(50);
     expect(result.count).toBe(rows);
     expect(result.errors).toBe(0);
     expect(result.lastId).toBe(`r${rows - 1}`);

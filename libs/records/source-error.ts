@@ -47,7 +47,5 @@ export class SourceError extends Error {
  * this module (it checks the `name`), so prefer it to `instanceof`.
  */
 export function isSourceError(error: unknown): error is SourceError {
-  return (
-    error instanceof SourceError || (error instanceof Error && error.name === "SourceError")
-  );
+  return error instanceof SourceError || (error instanceof Error && error.name === "SourceError");
 }

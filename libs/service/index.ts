@@ -80,7 +80,11 @@ export async function runService(
 }
 
 /** Reads a positive integer option, with a clear error naming it. */
-export function intOption(values: Record<string, string | string[] | undefined>, key: string, fallback: number): number {
+export function intOption(
+  values: Record<string, string | string[] | undefined>,
+  key: string,
+  fallback: number,
+): number {
   const v = values[key];
   if (v === undefined) return fallback;
   const n = Number(v);

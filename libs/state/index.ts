@@ -1,12 +1,12 @@
+export { type FollowOptions, followBucket, type StateClient, stateClient } from "./client.js";
+export { buckets, type JobEntry, type ModelEntry, type NodeEntry } from "./entries.js";
+export { canTransition, IllegalTransitionError, initialState, isIllegalTransition, lifecycles } from "./lifecycle.js";
 export {
+  createMemoryStore,
+  isRevisionMismatch,
+  namePattern,
+  RevisionMismatchError,
   type StateStore,
   type StoredEntry,
   type WatchEvent,
-  createMemoryStore,
-  RevisionMismatchError,
-  isRevisionMismatch,
-  namePattern,
 } from "./store.js";
-export { lifecycles, initialState, canTransition, IllegalTransitionError, isIllegalTransition } from "./lifecycle.js";
-export { type ModelEntry, type NodeEntry, type JobEntry, buckets } from "./entries.js";
-export { stateClient, followBucket, type StateClient, type FollowOptions } from "./client.js";

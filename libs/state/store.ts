@@ -83,7 +83,8 @@ export function createMemoryStore(): StateStore {
     },
     async delete(bucket, key) {
       const m = buckets.get(bucket);
-      if (m?.delete(key)) publish({ bucket, key, value: "", revision: ++revision, present: false, updatedMs: Date.now() });
+      if (m?.delete(key))
+        publish({ bucket, key, value: "", revision: ++revision, present: false, updatedMs: Date.now() });
     },
     async list(bucket, prefix = "") {
       return [...(buckets.get(bucket)?.values() ?? [])].filter((e) => e.key.startsWith(prefix));

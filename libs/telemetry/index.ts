@@ -1,6 +1,6 @@
-import { context, propagation, type Span, SpanKind, trace, type Tracer } from "@opentelemetry/api";
-import { NodeSDK } from "@opentelemetry/sdk-node";
 import { create } from "@bufbuild/protobuf";
+import { context, propagation, type Span, SpanKind, type Tracer, trace } from "@opentelemetry/api";
+import { NodeSDK } from "@opentelemetry/sdk-node";
 import { type RecordTrace, RecordTraceSchema } from "../gen/sluice/v1/batch_pb.js";
 
 /** A started telemetry SDK; `shutdown` flushes and is idempotent. */
@@ -77,7 +77,11 @@ export function startRecordSpans(
 export function recordTraceOf(span: Span, index: number): RecordTrace {
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(context.active(), span), carrier);
-  return create(RecordTraceSchema, { index, traceparent: carrier.traceparent ?? "", tracestate: carrier.tracestate ?? "" });
+  return create(RecordTraceSchema, {
+    index,
+    traceparent: carrier.traceparent ?? "",
+    tracestate: carrier.tracestate ?? "",
+  });
 }
 
 /** Ends every span. */

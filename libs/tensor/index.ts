@@ -31,7 +31,9 @@ export function readFloat32(t: Tensor): { data: Float32Array; rows: number; cols
   const rows = dims[0] as number;
   const cols = dims.length === 2 ? (dims[1] as number) : 1;
   if (t.raw.byteLength !== rows * cols * 4) {
-    throw new TensorShapeError(`tensor ${t.name} has ${t.raw.byteLength} bytes, shape [${rows}, ${cols}] needs ${rows * cols * 4}`);
+    throw new TensorShapeError(
+      `tensor ${t.name} has ${t.raw.byteLength} bytes, shape [${rows}, ${cols}] needs ${rows * cols * 4}`,
+    );
   }
   // new Uint8Array(view) copies; Buffer#slice would not (it is subarray for Buffers).
   const raw = t.raw.byteOffset % 4 === 0 ? t.raw : new Uint8Array(t.raw);

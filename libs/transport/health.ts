@@ -1,6 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus,
+  HealthCheckResponseSchema,
+} from "../gen/grpc/health/v1/health_pb.js";
 
 /** Serving status of a server as health checks report it. */
 export type HealthStatus = "SERVING" | "NOT_SERVING";
@@ -15,7 +19,10 @@ export function registerHealth(router: ConnectRouter, services: string[]): (stat
   const known = new Set(["", ...services, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]);
   const response = () =>
     create(HealthCheckResponseSchema, {
-      status: status === "SERVING" ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
+      status:
+        status === "SERVING"
+          ? HealthCheckResponse_ServingStatus.SERVING
+          : HealthCheckResponse_ServingStatus.NOT_SERVING,
     });
   router.service(Health, {
     check(req) {

@@ -1,5 +1,5 @@
-export { startServer, type ServerOptions, type RunningServer } from "./server.js";
-export type { HealthStatus } from "./health.js";
-export { connectTo, transportTo, type ConnectOptions } from "./client.js";
-export { StreamLink, type OpenStream } from "./stream-link.js";
 export { AsyncQueue } from "./async-queue.js";
+export { type ConnectOptions, connectTo, transportTo } from "./client.js";
+export type { HealthStatus } from "./health.js";
+export { type RunningServer, type ServerOptions, startServer } from "./server.js";
+export { type OpenStream, StreamLink } from "./stream-link.js";

@@ -1,6 +1,6 @@
 import { create, type DescFile, toBinary } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter } from "@connectrpc/connect";
 import {
   ServerReflection,
   type ServerReflectionRequest,
@@ -17,7 +17,7 @@ export function registerReflection(router: ConnectRouter, services: string[], fi
   const byName = new Map<string, DescFile>();
   const bySymbol = new Map<string, DescFile>();
   const add = (f: DescFile) => {
-    if (byName.has(f.name + ".proto")) return;
+    if (byName.has(`${f.name}.proto`)) return;
     byName.set(`${f.name}.proto`, f);
     for (const d of f.dependencies) add(d);
     for (const m of f.messages) addMessage(m.typeName, m.nestedMessages, m.nestedEnums, f);
@@ -27,12 +27,7 @@ export function registerReflection(router: ConnectRouter, services: string[], fi
       for (const m of s.methods) bySymbol.set(`${s.typeName}.${m.name}`, f);
     }
   };
-  const addMessage = (
-    typeName: string,
-    nested: DescFile["messages"],
-    enums: DescFile["enums"],
-    f: DescFile,
-  ) => {
+  const addMessage = (typeName: string, nested: DescFile["messages"], enums: DescFile["enums"], f: DescFile) => {
     bySymbol.set(typeName, f);
     for (const e of enums) bySymbol.set(e.typeName, f);
     for (const m of nested) addMessage(m.typeName, m.nestedMessages, m.nestedEnums, f);
@@ -82,7 +77,10 @@ export function registerReflection(router: ConnectRouter, services: string[], fi
       case "allExtensionNumbersOfType":
         return create(ServerReflectionResponseSchema, {
           ...base,
-          messageResponse: { case: "allExtensionNumbersResponse", value: { baseTypeName: m.value, extensionNumber: [] } },
+          messageResponse: {
+            case: "allExtensionNumbersResponse",
+            value: { baseTypeName: m.value, extensionNumber: [] },
+          },
         });
       default:
         return notFound("extension");

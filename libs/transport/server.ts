@@ -4,10 +4,10 @@ import net from "node:net";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { registerHealth, type HealthStatus } from "./health.js";
-import { registerReflection } from "./reflection.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { type HealthStatus, registerHealth } from "./health.js";
+import { registerReflection } from "./reflection.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -55,7 +55,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes(router) {
       options.routes(router);
       health.set = registerHealth(router, serviceNames);
-      registerReflection(router, [...serviceNames, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"], files);
+      registerReflection(
+        router,
+        [...serviceNames, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"],
+        files,
+      );
     },
   });
   const h2 = http2.createServer({}, handler);
@@ -78,7 +82,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return;
       }
       socket.unshift(head);
-      const isH2 = head.subarray(0, Math.min(head.length, http2Preface.length)).equals(http2Preface.subarray(0, Math.min(head.length, http2Preface.length)));
+      const isH2 = head
+        .subarray(0, Math.min(head.length, http2Preface.length))
+        .equals(http2Preface.subarray(0, Math.min(head.length, http2Preface.length)));
       (isH2 ? h2 : h1).emit("connection", socket);
     });
   });

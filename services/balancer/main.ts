@@ -19,9 +19,15 @@ await runService(
     });
     const stop = new AbortController();
     const ready = new Promise<void>((resolve) => {
-      followBucket<NodeEntry>(stateClient(requiredOption(opts, "state")), buckets.nodes, stop.signal, (key, value) => pool.upsert(key, value), {
-        onCurrent: resolve,
-      });
+      followBucket<NodeEntry>(
+        stateClient(requiredOption(opts, "state")),
+        buckets.nodes,
+        stop.signal,
+        (key, value) => pool.upsert(key, value),
+        {
+          onCurrent: resolve,
+        },
+      );
     });
     await Promise.race([ready, new Promise((r) => setTimeout(r, 5_000))]);
     const server = await startServer({

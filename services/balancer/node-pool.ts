@@ -1,6 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { BatchErrorSchema, type ResultBatch, ResultBatchSchema, type TensorBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
 import type { NodeLoad } from "../../libs/gen/sluice/v1/balancer_pb.js";
+import {
+  BatchErrorSchema,
+  type ResultBatch,
+  ResultBatchSchema,
+  type TensorBatch,
+} from "../../libs/gen/sluice/v1/batch_pb.js";
 import { InferenceService, type InferRequest, type InferResponse } from "../../libs/gen/sluice/v1/inference_pb.js";
 import type { NodeEntry } from "../../libs/state/index.js";
 import { connectTo, StreamLink } from "../../libs/transport/index.js";

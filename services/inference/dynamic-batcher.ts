@@ -1,6 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
-import { type BatchError, BatchErrorSchema, type ResultBatch, ResultBatchSchema, type TensorBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
+import {
+  type BatchError,
+  BatchErrorSchema,
+  type ResultBatch,
+  ResultBatchSchema,
+  type TensorBatch,
+} from "../../libs/gen/sluice/v1/batch_pb.js";
 import { float32Tensor, readFloat32 } from "../../libs/tensor/index.js";
 import type { LoadedModel } from "./model-repository.js";
 
@@ -60,26 +66,43 @@ export class DynamicBatcher {
 
   /** Runs `batch` (possibly together with others) and resolves with its results; never rejects. */
   submit(batch: TensorBatch): Promise<ResultBatch> {
-    const base = { batchId: batch.batchId, model: this.model.name, modelVersion: this.model.version, node: this.options.node ?? "" };
+    const base = {
+      batchId: batch.batchId,
+      model: this.model.name,
+      modelVersion: this.model.version,
+      node: this.options.node ?? "",
+    };
     const input = batch.inputs.find((t) => t.name === this.model.inputName) ?? batch.inputs[0];
     if (input === undefined) {
-      return Promise.resolve(create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", "batch has no input tensor") }));
+      return Promise.resolve(
+        create(ResultBatchSchema, {
+          ...base,
+          errors: errorsFor(batch, "invalid_argument", "batch has no input tensor"),
+        }),
+      );
     }
     let decoded: { data: Float32Array; rows: number; cols: number };
     try {
       decoded = readFloat32(input);
-      if (decoded.rows !== batch.keys.length) throw new Error(`tensor has ${decoded.rows} rows for ${batch.keys.length} records`);
+      if (decoded.rows !== batch.keys.length)
+        throw new Error(`tensor has ${decoded.rows} rows for ${batch.keys.length} records`);
       if (this.model.width >= 0 && decoded.cols !== this.model.width) {
         throw new Error(`model ${this.model.name} takes ${this.model.width} features, got ${decoded.cols}`);
       }
     } catch (e) {
-      return Promise.resolve(create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", (e as Error).message) }));
+      return Promise.resolve(
+        create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", (e as Error).message) }),
+      );
     }
     if (this.queuedRecords + decoded.rows > this.maxQueueRecords) {
       return Promise.resolve(
         create(ResultBatchSchema, {
           ...base,
-          errors: errorsFor(batch, "resource_exhausted", `model ${this.model.name} queue is full (${this.queuedRecords} records)`),
+          errors: errorsFor(
+            batch,
+            "resource_exhausted",
+            `model ${this.model.name} queue is full (${this.queuedRecords} records)`,
+          ),
         }),
       );
     }
@@ -126,7 +149,12 @@ export class DynamicBatcher {
   }
 
   private async run(items: Pending[], rows: number): Promise<void> {
-    const cols = this.model.width >= 0 ? this.model.width : rows > 0 ? (items[0] as Pending).data.length / (items[0] as Pending).rows : 0;
+    const cols =
+      this.model.width >= 0
+        ? this.model.width
+        : rows > 0
+          ? (items[0] as Pending).data.length / (items[0] as Pending).rows
+          : 0;
     const joined = items.length === 1 ? (items[0] as Pending).data : new Float32Array(rows * cols);
     if (items.length > 1) {
       let off = 0;
@@ -138,7 +166,9 @@ export class DynamicBatcher {
     const started = performance.now();
     let outputs: ort.InferenceSession.ReturnType;
     try {
-      outputs = await this.model.session.run({ [this.model.inputName]: new ort.Tensor("float32", joined, [rows, cols]) });
+      outputs = await this.model.session.run({
+        [this.model.inputName]: new ort.Tensor("float32", joined, [rows, cols]),
+      });
     } catch (e) {
       for (const it of items) {
         it.resolve(
@@ -173,7 +203,8 @@ export class DynamicBatcher {
       if (first !== undefined && labels.length === first.width) {
         for (let r = row; r < row + it.rows; r++) {
           let best = 0;
-          for (let c = 1; c < first.width; c++) if ((first.data[r * first.width + c] as number) > (first.data[r * first.width + best] as number)) best = c;
+          for (let c = 1; c < first.width; c++)
+            if ((first.data[r * first.width + c] as number) > (first.data[r * first.width + best] as number)) best = c;
           top.push(labels[best] as string);
         }
       }

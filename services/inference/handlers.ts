@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { BatchErrorSchema, DataType, ResultBatchSchema, type ResultBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
+import { BatchErrorSchema, DataType, type ResultBatch, ResultBatchSchema } from "../../libs/gen/sluice/v1/batch_pb.js";
 import { InferenceService, type InferResponse } from "../../libs/gen/sluice/v1/inference_pb.js";
 import { endSpans, startRecordSpans } from "../../libs/telemetry/index.js";
 import { AsyncQueue } from "../../libs/transport/index.js";
@@ -39,13 +39,20 @@ export function inferenceRoutes(node: InferenceNode): (router: ConnectRouter) =>
                     batchId: batch.batchId,
                     node: node.id,
                     errors: batch.keys.map((key) =>
-                      create(BatchErrorSchema, { key, code: "not_found", message: `model ${batch.model} is not served by node ${node.id}` }),
+                      create(BatchErrorSchema, {
+                        key,
+                        code: "not_found",
+                        message: `model ${batch.model} is not served by node ${node.id}`,
+                      }),
                     ),
                   }),
                 );
                 continue;
               }
-              const { spans } = startRecordSpans("inference.run", batch.traces, { "sluice.model": batch.model, "sluice.node": node.id });
+              const { spans } = startRecordSpans("inference.run", batch.traces, {
+                "sluice.model": batch.model,
+                "sluice.node": node.id,
+              });
               node.inFlight += batch.keys.length;
               void batcher.submit(batch).then((r) => {
                 node.inFlight -= batch.keys.length;

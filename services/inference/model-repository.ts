@@ -37,7 +37,10 @@ export interface LoadedModel {
 /** The model folders of a repository. */
 export async function listModels(repo: string): Promise<string[]> {
   const entries = await readdir(repo, { withFileTypes: true });
-  return entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  return entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
 }
 
 /**
@@ -48,7 +51,9 @@ export async function listModels(repo: string): Promise<string[]> {
 export async function loadModel(repo: string, folder: string): Promise<LoadedModel> {
   const dir = path.join(repo, folder);
   const configPath = path.join(dir, "config.json");
-  const config: ModelConfig = existsSync(configPath) ? (JSON.parse(await readFile(configPath, "utf8")) as ModelConfig) : {};
+  const config: ModelConfig = existsSync(configPath)
+    ? (JSON.parse(await readFile(configPath, "utf8")) as ModelConfig)
+    : {};
   const versions = (await readdir(dir, { withFileTypes: true }))
     .filter((e) => e.isDirectory() && existsSync(path.join(dir, e.name, "model.onnx")))
     .map((e) => e.name)

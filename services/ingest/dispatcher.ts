@@ -1,8 +1,17 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
 import { rowsToColumns } from "../../libs/batch/index.js";
-import { type RecordBatch, RecordBatchSchema, type RecordTrace, type ResultBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
-import { PreprocessService, type ProcessRequest, type ProcessResponse } from "../../libs/gen/sluice/v1/preprocess_pb.js";
+import {
+  type RecordBatch,
+  RecordBatchSchema,
+  type RecordTrace,
+  type ResultBatch,
+} from "../../libs/gen/sluice/v1/batch_pb.js";
+import {
+  PreprocessService,
+  type ProcessRequest,
+  type ProcessResponse,
+} from "../../libs/gen/sluice/v1/preprocess_pb.js";
 import { type Result, ResultSchema } from "../../libs/gen/sluice/v1/records_pb.js";
 import { recordTraceOf, sluiceTracer } from "../../libs/telemetry/index.js";
 import { readFloat32 } from "../../libs/tensor/index.js";
@@ -103,7 +112,9 @@ export class Dispatcher {
       this.building.set(pipeline, b);
     }
     if (this.traced && Math.random() < this.opts.traceRatio) {
-      span = sluiceTracer().startSpan("ingest.record", { attributes: { "sluice.record.id": id, "sluice.pipeline": pipeline } });
+      span = sluiceTracer().startSpan("ingest.record", {
+        attributes: { "sluice.record.id": id, "sluice.pipeline": pipeline },
+      });
       b.traces.push(recordTraceOf(span, b.keys.length));
     }
     this.pending.set(key, { id, sink, span });
@@ -204,7 +215,10 @@ export class Dispatcher {
       f.link = undefined;
       if (f.attempts >= this.opts.maxAttempts) {
         this.inFlight.delete(f.batch.batchId);
-        for (const key of f.batch.keys) this.finish(key, (p) => errorResult(p.id, "unavailable", `preprocess unavailable after ${f.attempts} attempts: ${message}`));
+        for (const key of f.batch.keys)
+          this.finish(key, (p) =>
+            errorResult(p.id, "unavailable", `preprocess unavailable after ${f.attempts} attempts: ${message}`),
+          );
         continue;
       }
       // Back off a little more on each attempt, so a restarting service has time to come back.
@@ -226,7 +240,8 @@ export class Dispatcher {
       try {
         outs = r.outputs.map((t) => ({ name: t.name, ...readFloat32(t) }));
       } catch (e) {
-        for (const key of r.keys) this.finish(key, (p) => errorResult(p.id, "internal", `bad model output: ${(e as Error).message}`));
+        for (const key of r.keys)
+          this.finish(key, (p) => errorResult(p.id, "internal", `bad model output: ${(e as Error).message}`));
         outs = [];
       }
       if (outs.length > 0 || r.outputs.length === 0) {
@@ -249,7 +264,7 @@ export class Dispatcher {
 
   private settle(batchId: bigint): void {
     const f = this.inFlight.get(batchId);
-    if (f !== undefined && f.batch.keys.every((k) => !this.pending.has(k))) this.inFlight.delete(batchId);
+    if (f?.batch.keys.every((k) => !this.pending.has(k))) this.inFlight.delete(batchId);
     this.wakeWaiters();
   }
 

@@ -1,7 +1,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { IngestService, type StreamResponse } from "../../libs/gen/sluice/v1/ingest_pb.js";
-import type { Record as SluiceRecord, Result } from "../../libs/gen/sluice/v1/records_pb.js";
+import type { Result, Record as SluiceRecord } from "../../libs/gen/sluice/v1/records_pb.js";
 import { AsyncQueue } from "../../libs/transport/index.js";
 import type { Dispatcher } from "./dispatcher.js";
 
@@ -54,7 +54,12 @@ export function ingestRoutes(dispatcher: Dispatcher, options: IngestOptions): (r
               const pipeline = req.pipeline || options.defaultPipeline;
               for (const rec of req.records) {
                 let k = 0n;
-                k = dispatcher.submit(recordId(rec), (rec.fields ?? {}) as JsonObject, pipeline, sinkFor(() => k));
+                k = dispatcher.submit(
+                  recordId(rec),
+                  (rec.fields ?? {}) as JsonObject,
+                  pipeline,
+                  sinkFor(() => k),
+                );
                 mine.add(k);
               }
               await dispatcher.room();
@@ -73,7 +78,10 @@ export function ingestRoutes(dispatcher: Dispatcher, options: IngestOptions): (r
       },
       async submit(req, ctx) {
         if (req.records.length > maxSubmit) {
-          throw new ConnectError(`${req.records.length} records in one Submit; the limit is ${maxSubmit}: use Stream`, Code.InvalidArgument);
+          throw new ConnectError(
+            `${req.records.length} records in one Submit; the limit is ${maxSubmit}: use Stream`,
+            Code.InvalidArgument,
+          );
         }
         const pipeline = req.pipeline || options.defaultPipeline;
         const results: Result[] = new Array(req.records.length);

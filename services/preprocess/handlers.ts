@@ -12,8 +12,8 @@ import {
 import { PreprocessService, type ProcessResponse } from "../../libs/gen/sluice/v1/preprocess_pb.js";
 import type { CompiledPipeline } from "../../libs/pipeline/index.js";
 import { endSpans, startRecordSpans } from "../../libs/telemetry/index.js";
-import { AsyncQueue, connectTo, StreamLink } from "../../libs/transport/index.js";
 import { float32Tensor } from "../../libs/tensor/index.js";
+import { AsyncQueue, connectTo, StreamLink } from "../../libs/transport/index.js";
 
 /** The compiled pipelines by name, as followed from the state service. */
 export type PipelineTable = Map<string, CompiledPipeline | Error>;
@@ -88,7 +88,10 @@ export function transformBatch(pipelines: PipelineTable, batch: RecordBatch) {
         ? `pipeline ${JSON.stringify(batch.pipeline)} does not exist (known: ${[...pipelines.keys()].join(", ") || "none"})`
         : `pipeline ${batch.pipeline} is not usable: ${compiled.message}`;
     const code = compiled === undefined ? "not_found" : "failed_precondition";
-    return { errorsOnly: errorBatch(batch.keys.map((key) => create(BatchErrorSchema, { key, code, message }))), tensors: undefined };
+    return {
+      errorsOnly: errorBatch(batch.keys.map((key) => create(BatchErrorSchema, { key, code, message }))),
+      tensors: undefined,
+    };
   }
   const { spans, next } = startRecordSpans("preprocess.transform", batch.traces, { "sluice.pipeline": batch.pipeline });
   const result = compiled.transform(batch.columns, count);
@@ -97,14 +100,19 @@ export function transformBatch(pipelines: PipelineTable, batch: RecordBatch) {
     result.errors.length > 0
       ? errorBatch(
           result.errors.map((e) =>
-            create(BatchErrorSchema, { key: batch.keys[e.row] as bigint, code: e.code, message: e.message, field: e.field }),
+            create(BatchErrorSchema, {
+              key: batch.keys[e.row] as bigint,
+              code: e.code,
+              message: e.message,
+              field: e.field,
+            }),
           ),
         )
       : undefined;
   if (result.rows.length === 0) return { errorsOnly, tensors: undefined };
   // Row indices change when records drop out: carry sampled traces to their new rows.
   const newRow = new Map<number, number>();
-  result.rows.forEach((r, i) => newRow.set(r, i));
+  for (let i = 0; i < result.rows.length; i++) newRow.set(result.rows[i] as number, i);
   const traces: RecordTrace[] = [];
   for (const t of next) {
     const row = newRow.get(t.index);

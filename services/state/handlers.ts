@@ -26,7 +26,10 @@ function toEntry(e: StoredEntry): Entry {
 
 function checkName(what: string, name: string): void {
   if (!namePattern.test(name)) {
-    throw new ConnectError(`${what} ${JSON.stringify(name)} is not valid: use letters, digits and - _ . / =`, Code.InvalidArgument);
+    throw new ConnectError(
+      `${what} ${JSON.stringify(name)} is not valid: use letters, digits and - _ . / =`,
+      Code.InvalidArgument,
+    );
   }
 }
 
@@ -58,15 +61,23 @@ export async function transition(
   reason = "",
 ): Promise<{ entry: StoredEntry; previous: string }> {
   const graph = lifecycles[bucket];
-  if (graph === undefined) throw new ConnectError(`bucket ${bucket} has no lifecycle (use models or jobs)`, Code.InvalidArgument);
-  if (!(to in graph)) throw new ConnectError(`${to} is not a state of ${bucket} (states: ${Object.keys(graph).join(", ")})`, Code.InvalidArgument);
+  if (graph === undefined)
+    throw new ConnectError(`bucket ${bucket} has no lifecycle (use models or jobs)`, Code.InvalidArgument);
+  if (!(to in graph))
+    throw new ConnectError(
+      `${to} is not a state of ${bucket} (states: ${Object.keys(graph).join(", ")})`,
+      Code.InvalidArgument,
+    );
   for (let attempt = 0; attempt < 50; attempt++) {
     const current = await store.get(bucket, key);
     let value: Record<string, unknown>;
     let previous = "";
     if (current === undefined) {
       if (to !== initialState(bucket)) {
-        throw new ConnectError(`${bucket}/${key} does not exist; it starts as ${initialState(bucket)}`, Code.FailedPrecondition);
+        throw new ConnectError(
+          `${bucket}/${key} does not exist; it starts as ${initialState(bucket)}`,
+          Code.FailedPrecondition,
+        );
       }
       value = { name: key };
     } else {

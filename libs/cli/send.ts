@@ -3,8 +3,26 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { IngestService, type StreamRequest } from "../gen/sluice/v1/ingest_pb.js";
 import type { Result } from "../gen/sluice/v1/records_pb.js";
-import { type ReadRecordsOptions, readRecords } from "../records/index.js";
+import { isSourceError, type ReadRecordsOptions, readRecords } from "../records/index.js";
 import { connectTo } from "../transport/index.js";
+
+/** Field text (UTF-16 units) after which a request message is cut early. */
+const MAX_MESSAGE_CHARS = 4 * 1024 * 1024;
+
+/** Deepest nesting of a field value that is sent (protobuf's Struct decoder stops at 100). */
+export const MAX_DEPTH = 32;
+
+/** The first field whose value nests deeper than {@link MAX_DEPTH}, if any. */
+function tooDeep(fields: Record<string, unknown>): string | undefined {
+  const depth = (v: unknown, d: number): boolean => {
+    if (d > MAX_DEPTH) return true;
+    if (v === null || typeof v !== "object") return false;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (depth(x, d + 1)) return true;
+    return false;
+  };
+  for (const k in fields) if (depth(fields[k], 1)) return k;
+  return undefined;
+}
 
 /** Options of {@link sendFile}. */
 export interface SendOptions extends ReadRecordsOptions {
@@ -115,6 +133,7 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
     }
   })();
   let batch: StreamRequest["records"] = [];
+  let batchChars = 0;
   const flush = async () => {
     if (batch.length === 0) return;
     const msg: StreamRequest = {
@@ -123,12 +142,15 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
       pipeline: options.pipeline ?? "",
     };
     batch = [];
+    batchChars = 0;
     await requests.write(msg);
   };
   let failed: unknown;
   const failedEarly = responses.catch((e) => {
     failed = e;
+    room?.();
   });
+  let unreadable: unknown;
   try {
     for await (const rec of readRecords(file, options)) {
       if (failed) break;
@@ -136,11 +158,23 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
         place(rec.index, resultLine(rec.id, { error: rec.error }), true);
         continue;
       }
+      const deep = tooDeep(rec.fields ?? {});
+      if (deep !== undefined) {
+        const message = `line ${rec.line}: field ${JSON.stringify(deep)} is nested deeper than ${MAX_DEPTH} levels`;
+        place(rec.index, resultLine(rec.id, { error: { code: "invalid_argument", message, field: deep } }), true);
+        continue;
+      }
       userIds.set(rec.index, rec.id);
       inFlight++;
       sent++;
       batch.push({ $typeName: "sluice.v1.Record", id: String(rec.index), fields: (rec.fields ?? {}) as JsonObject });
-      if (batch.length >= perMessage) await flush();
+      // Cut by size too: records with big (but allowed) fields must not add up to a message
+      // over the transport's limit.
+      for (const k in rec.fields) {
+        const v = rec.fields[k];
+        batchChars += k.length + (typeof v === "string" ? v.length : 16);
+      }
+      if (batch.length >= perMessage || batchChars >= MAX_MESSAGE_CHARS) await flush();
       if (inFlight >= window) {
         await flush();
         await new Promise<void>((r) => {
@@ -150,6 +184,11 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
       }
     }
     await flush();
+  } catch (e) {
+    // A file that stops being readable midway: the records before it still get their results.
+    if (!isSourceError(e)) throw e;
+    unreadable = e;
+    await flush().catch(() => undefined);
   } finally {
     requests.close();
   }
@@ -159,5 +198,6 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
   await write();
   progress(true);
   if (userIds.size > 0) throw new Error(`ingest ended the stream with ${userIds.size} records unanswered`);
+  if (unreadable !== undefined) throw unreadable;
   return { records: nextWrite, predictions, errors, seconds: (performance.now() - started) / 1000 };
 }

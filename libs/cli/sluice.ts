@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -8,6 +8,7 @@ import { BalancerService } from "../gen/sluice/v1/balancer_pb.js";
 import { StateService } from "../gen/sluice/v1/state_pb.js";
 import { startMesh } from "../mesh/index.js";
 import { fitPipeline, parsePipelineSpec } from "../pipeline/index.js";
+import { isSourceError } from "../records/index.js";
 import { connectTo } from "../transport/index.js";
 import { penguinsSpec, vegaDataset, workDir } from "./paths.js";
 import { sendFile } from "./send.js";
@@ -43,10 +44,11 @@ async function meshFile(): Promise<MeshFile | undefined> {
 }
 
 async function addressOf(name: string, flag: string | undefined, env: string, fallback: string): Promise<string> {
-  if (flag) return flag;
-  const e = process.env[env];
-  if (e) return e;
-  return (await meshFile())?.services[name] ?? fallback;
+  const address = flag || process.env[env] || (await meshFile())?.services[name] || fallback;
+  if (!/^[^\s:/]+:\d{1,5}$/.test(address) && !/^https?:\/\/\S+$/.test(address)) {
+    fail(`${flag ? `--${name}` : env} must be HOST:PORT (e.g. 127.0.0.1:7400), got ${JSON.stringify(address)}`);
+  }
+  return address;
 }
 
 /** Trains the default penguins model and fitted pipeline unless they exist. */
@@ -63,7 +65,8 @@ async function ensureDefaults(quiet = false): Promise<{ models: string; pipeline
     pipelinesDir: pipelines,
   });
   if (!quiet) {
-    process.stdout.write(
+    // stderr: stdout of `sluice up` is only the listening lines and "ready", for scripts.
+    process.stderr.write(
       `trained penguins-mlp on ${report.trainRows} rows in ${report.seconds.toFixed(1)} s: held-out accuracy ${report.testAccuracy.toFixed(4)} on ${report.testRows} rows\n`,
     );
   }
@@ -84,19 +87,43 @@ async function cmdUp(argv: string[]): Promise<void> {
   const n = Number(values.inference);
   if (!Number.isInteger(n) || n < 1 || n > 64)
     fail(`--inference must be a whole number from 1 to 64, got ${values.inference}`);
+  const portBase = Number(values["port-base"]);
+  if (!Number.isInteger(portBase) || portBase < 0 || portBase > 65_000) {
+    fail(`--port-base must be a port number (0 for free ports), got ${values["port-base"]}`);
+  }
+  // A signal while services start must still stop them: remember it and stop once started.
+  let signalled = false;
+  let shutdown: (() => Promise<void>) | undefined;
+  const onSignal = () => {
+    signalled = true;
+    void shutdown?.();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const defaults = values.models && values.pipeline ? undefined : await ensureDefaults();
   const mesh = await startMesh({
     inference: n,
-    portBase: Number(values["port-base"]),
+    portBase,
     host: values.host,
     models: values.models ?? (defaults as { models: string }).models,
     pipelines: values.pipeline ?? [(defaults as { pipeline: string }).pipeline],
     onLog: (name, line) => process.stderr.write(`[${name}] ${line}\n`),
   }).catch((e: Error) => fail(e.message));
+  const meshFilePath = path.join(workDir(), "mesh.json");
+  let exiting = false;
+  shutdown = async () => {
+    if (exiting) return;
+    exiting = true;
+    await mesh.stop();
+    await rm(meshFilePath, { force: true });
+    process.stdout.write("stopped\n");
+    process.exit(0);
+  };
+  if (signalled) await shutdown();
   for (const s of mesh.services) process.stdout.write(`${s.name} listening on ${s.address}\n`);
   await mkdir(workDir(), { recursive: true });
   await writeFile(
-    path.join(workDir(), "mesh.json"),
+    meshFilePath,
     JSON.stringify(
       { pid: process.pid, services: Object.fromEntries(mesh.services.map((s) => [s.name, s.address])) },
       null,
@@ -104,16 +131,6 @@ async function cmdUp(argv: string[]): Promise<void> {
     ),
   );
   process.stdout.write("ready\n");
-  let exiting = false;
-  const shutdown = async () => {
-    if (exiting) return;
-    exiting = true;
-    await mesh.stop();
-    process.stdout.write("stopped\n");
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void shutdown());
-  process.on("SIGTERM", () => void shutdown());
   for (const s of mesh.services) {
     s.process.on("exit", (code, signal) => {
       if (!exiting) process.stderr.write(`sluice: ${s.name} exited (${signal ?? code})\n`);
@@ -156,6 +173,7 @@ async function cmdSend(argv: string[]): Promise<void> {
       `${report.records} records: ${report.predictions} predictions, ${report.errors} errors in ${report.seconds.toFixed(2)} s\n`,
     );
   } catch (e) {
+    if (isSourceError(e)) fail(`${(e as Error).message} (the records before it got their result lines)`);
     fail(`send to ${ingest} failed: ${(e as Error).message}`);
   }
 }
@@ -321,6 +339,12 @@ async function cmdDemo(argv: string[]): Promise<void> {
   }
   process.stdout.write("4. mesh stopped\n");
 }
+
+// `sluice send FILE | head` closes stdout early: stop quietly, like other Unix tools.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
 
 const [command, ...rest] = process.argv.slice(2);
 const commands: Record<string, (argv: string[]) => Promise<void>> = {

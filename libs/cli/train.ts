@@ -42,7 +42,7 @@ export interface TrainReport {
 export async function loadRows(file: string): Promise<Array<Record<string, unknown>>> {
   const rows: Array<Record<string, unknown>> = [];
   for await (const r of readRecords(file)) {
-    if (r.error) throw new Error(`${file}:${r.line}: ${r.error.message}`);
+    if (r.error) throw new Error(`${file}: ${r.error.message}`);
     rows.push(r.fields ?? {});
   }
   return rows;

@@ -184,6 +184,9 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     await stop(1_000);
     throw e;
   }
+  // Inference nodes start in parallel: list services in a fixed order whatever finished first.
+  const order = [...specs.keys()];
+  running.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   return {
     services: running,
     address(name) {

@@ -113,6 +113,8 @@ export function createMemoryStore(): StateStore {
             const e = pending.shift() as StoredEntry;
             yield { entry: e };
           }
+          // The abort may have come while the consumer held the last event (wake was unset then).
+          if (signal.aborted) break;
           await new Promise<void>((resolve) => {
             wake = resolve;
           });

@@ -28,6 +28,12 @@ export function transportTo(address: string, options: ConnectOptions = {}): Tran
       pingIntervalMs: 10_000,
       pingTimeoutMs: 5_000,
       idleConnectionTimeoutMs: 60_000,
+      // Node's default session memory (10 MB, counting data queued to send) makes the
+      // sender reset a stream carrying one ~10 MB message with NGHTTP2_ENHANCE_YOUR_CALM, far
+      // below writeMaxBytes: allow a few messages of the largest size.
+      nodeOptions: {
+        maxSessionMemory: Math.max(10, Math.ceil((4 * (options.readMaxBytes ?? 64 * 1024 * 1024)) / (1024 * 1024))),
+      },
       // Loopback and LAN hops: gzip costs more CPU than it saves (measured: zlib was the top
       // frame in ingest). Servers still negotiate gzip with callers that ask for it.
       ...(options.compression ? {} : { acceptCompression: [] }),

@@ -49,9 +49,13 @@ export function registerHealth(router: ConnectRouter, services: string[]): (stat
             last = status;
             yield response();
           }
+          // An abort or change while the caller held the last response must not be lost.
+          if (ctx.signal.aborted) break;
+          if (status !== last) continue;
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
+          wake = undefined;
         }
       } finally {
         listeners.delete(onChange);

@@ -65,6 +65,33 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const h2 = http2.createServer({}, handler);
   const h1 = http.createServer(handler);
   h1.keepAliveTimeout = 5_000;
+  // h1 never listens itself, and Node tracks HTTP/1.1 connections only from a server's
+  // 'listening' event, so h1.closeIdleConnections() would close nothing: count the
+  // requests in progress per connection here, and end a connection once it is idle.
+  let stopping = false;
+  const h1Busy = new Map<net.Socket, number>();
+  const h1Idle = new Set<net.Socket>();
+  h1.on("connection", (socket: net.Socket) => {
+    h1Idle.add(socket);
+    socket.on("close", () => {
+      h1Idle.delete(socket);
+      h1Busy.delete(socket);
+    });
+  });
+  h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    h1Idle.delete(socket);
+    h1Busy.set(socket, (h1Busy.get(socket) ?? 0) + 1);
+    if (stopping) res.shouldKeepAlive = false;
+    res.once("close", () => {
+      const left = (h1Busy.get(socket) ?? 1) - 1;
+      if (left > 0) return void h1Busy.set(socket, left);
+      h1Busy.delete(socket);
+      if (socket.destroyed) return;
+      if (stopping) socket.end();
+      else h1Idle.add(socket);
+    });
+  });
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -102,9 +129,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close(graceMs = 2_000) {
       closing ??= (async () => {
         health.set("NOT_SERVING");
+        stopping = true;
         const closed = new Promise<void>((resolve) => front.close(() => resolve()));
         for (const s of sessions) s.close();
-        h1.closeIdleConnections();
+        for (const s of h1Idle) s.end();
         const timer = setTimeout(() => {
           for (const s of sessions) s.destroy();
           for (const s of sockets) s.destroy();

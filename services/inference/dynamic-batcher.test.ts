@@ -60,7 +60,9 @@ describe("DynamicBatcher", () => {
       const probs = readFloat32(r.outputs.find((o) => o.name === "probabilities") ?? (r.outputs[0] as never));
       const expected = predictMlp(weights, input.data, width);
       expect(probs.rows).toBe(input.msg.keys.length);
-      probs.data.forEach((p, i) => expect(Math.abs(p - (expected[i] as number))).toBeLessThan(1e-5));
+      probs.data.forEach((p, i) => {
+        expect(Math.abs(p - (expected[i] as number))).toBeLessThan(1e-5);
+      });
       r.labels.forEach((label, row) => {
         const top = (expected[row * 2 + 1] as number) > (expected[row * 2] as number) ? "pos" : "neg";
         expect(label).toBe(top);

@@ -81,8 +81,20 @@ export async function transition(
       }
       value = { name: key };
     } else {
-      value = JSON.parse(current.value) as Record<string, unknown>;
-      previous = typeof value.state === "string" ? value.state : "";
+      const parsed = JSON.parse(current.value) as unknown;
+      if (
+        parsed === null ||
+        typeof parsed !== "object" ||
+        Array.isArray(parsed) ||
+        typeof (parsed as { state?: unknown }).state !== "string"
+      ) {
+        throw new ConnectError(
+          `${bucket}/${key} has no lifecycle state (its value is not an object with a "state")`,
+          Code.FailedPrecondition,
+        );
+      }
+      value = parsed as Record<string, unknown>;
+      previous = value.state as string;
       if (from !== "" && previous !== from) {
         throw new ConnectError(`${bucket}/${key} is ${previous}, not ${from}`, Code.FailedPrecondition);
       }

@@ -3,9 +3,10 @@
  * preprocessing and model in one process, measured in one run so the ratio is fair on a
  * noisy machine. `npm run bench` (options: BENCH_RECORDS, BENCH_INFERENCE).
  */
-import { create, type JsonObject } from "@bufbuild/protobuf";
+
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
 import { IngestService, type StreamRequest, StreamRequestSchema } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import { compilePipeline, parsePipelineSpec } from "../../libs/pipeline/index.js";
@@ -56,7 +57,9 @@ try {
         const now = performance.now();
         for (let k = i; k < Math.min(count, i + batch); k++) sentAt[k] = now;
         yield create(StreamRequestSchema, {
-          records: rows.slice(i, Math.min(count, i + batch)).map((r, k) => ({ id: String(i + k), fields: r as JsonObject })),
+          records: rows
+            .slice(i, Math.min(count, i + batch))
+            .map((r, k) => ({ id: String(i + k), fields: r as JsonObject })),
         });
       }
     }

@@ -1,16 +1,16 @@
 import http from "node:http";
-import { create, fromBinary, type DescMethod, type DescService, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
 import { Health } from "../../libs/gen/grpc/health/v1/health_pb.js";
+import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
 import { InferenceService } from "../../libs/gen/sluice/v1/inference_pb.js";
 import { IngestService, type StreamRequest } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import { PreprocessService } from "../../libs/gen/sluice/v1/preprocess_pb.js";
-import { StateService } from "../../libs/gen/sluice/v1/state_pb.js";
 import type { Result } from "../../libs/gen/sluice/v1/records_pb.js";
+import { StateService } from "../../libs/gen/sluice/v1/state_pb.js";
 import type { Mesh } from "../../libs/mesh/index.js";
 import { connectTo } from "../../libs/transport/index.js";
 import { penguinRows, referencePredict, startPenguinMesh } from "../helpers/mesh.js";
@@ -34,11 +34,14 @@ function grpcJsUnary<I, O>(address: string, service: DescService, method: DescMe
   );
   const client = new Client(address, grpc.credentials.createInsecure());
   return new Promise<O>((resolve, reject) => {
-    (client as unknown as Record<string, (r: I, cb: (e: Error | null, o: O) => void) => void>)[method.localName]?.(req, (e, o) => {
-      client.close();
-      if (e) reject(e);
-      else resolve(o);
-    });
+    (client as unknown as Record<string, (r: I, cb: (e: Error | null, o: O) => void) => void>)[method.localName]?.(
+      req,
+      (e, o) => {
+        client.close();
+        if (e) reject(e);
+        else resolve(o);
+      },
+    );
   });
 }
 
@@ -46,14 +49,17 @@ function record(id: string, fields: Record<string, unknown>) {
   return { $typeName: "sluice.v1.Record" as const, id, fields: fields as never };
 }
 
-async function streamAll(mesh: Mesh, rows: Array<Record<string, unknown>>, perMessage = 50): Promise<Map<string, Result>> {
+async function streamAll(
+  mesh: Mesh,
+  rows: Array<Record<string, unknown>>,
+  perMessage = 50,
+): Promise<Map<string, Result>> {
   const client = connectTo(IngestService, mesh.address("ingest"));
   async function* requests(): AsyncIterable<StreamRequest> {
     for (let i = 0; i < rows.length; i += perMessage) {
-      yield create(
-        (await import("../../libs/gen/sluice/v1/ingest_pb.js")).StreamRequestSchema,
-        { records: rows.slice(i, i + perMessage).map((r, k) => record(String(i + k), r)) },
-      );
+      yield create((await import("../../libs/gen/sluice/v1/ingest_pb.js")).StreamRequestSchema, {
+        records: rows.slice(i, i + perMessage).map((r, k) => record(String(i + k), r)),
+      });
     }
   }
   const results = new Map<string, Result>();
@@ -87,7 +93,12 @@ describe("the mesh, five services in separate processes", () => {
 
   it("answers grpc.health.v1 and a real RPC on every service with a grpc-js client", async () => {
     for (const s of mesh.services) {
-      const h = await grpcJsUnary<object, { status: number }>(s.address, Health, Health.method.check, create(Health.method.check.input, { service: "" }));
+      const h = await grpcJsUnary<object, { status: number }>(
+        s.address,
+        Health,
+        Health.method.check,
+        create(Health.method.check.input, { service: "" }),
+      );
       expect(h.status, s.name).toBe(1);
     }
     const models = await grpcJsUnary<object, { models: Array<{ name: string }> }>(
@@ -125,19 +136,36 @@ describe("the mesh, five services in separate processes", () => {
         expect(h.status, s.name).toBe(1);
       }
     }
-    const state = createClient(StateService, createConnectTransport({ baseUrl: `http://${mesh.address("state")}`, httpVersion: "1.1" }));
+    const state = createClient(
+      StateService,
+      createConnectTransport({ baseUrl: `http://${mesh.address("state")}`, httpVersion: "1.1" }),
+    );
     const listed = await state.list({ bucket: "pipelines" });
     expect(listed.entries.map((e) => e.key)).toEqual(["penguins"]);
-    const pre = createClient(PreprocessService, createGrpcWebTransport({ baseUrl: `http://${mesh.address("preprocess")}`, httpVersion: "2" }));
+    const pre = createClient(
+      PreprocessService,
+      createGrpcWebTransport({ baseUrl: `http://${mesh.address("preprocess")}`, httpVersion: "2" }),
+    );
     expect(typeof pre.process).toBe("function");
   });
 
   it("takes plain JSON over HTTP/1.1 on ingest's Submit, the way curl sends it", async () => {
-    const body = JSON.stringify({ records: [{ id: "curl-1", fields: rows[0] }, { id: "curl-2", fields: { Island: "Dream" } }] });
+    const body = JSON.stringify({
+      records: [
+        { id: "curl-1", fields: rows[0] },
+        { id: "curl-2", fields: { Island: "Dream" } },
+      ],
+    });
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const [host, port] = mesh.address("ingest").split(":");
       const req = http.request(
-        { host, port: Number(port), method: "POST", path: "/sluice.v1.IngestService/Submit", headers: { "content-type": "application/json" } },
+        {
+          host,
+          port: Number(port),
+          method: "POST",
+          path: "/sluice.v1.IngestService/Submit",
+          headers: { "content-type": "application/json" },
+        },
         (res) => {
           let text = "";
           res.setEncoding("utf8");
@@ -149,7 +177,9 @@ describe("the mesh, five services in separate processes", () => {
       req.end(body);
     });
     expect(status).toBe(200);
-    const json = JSON.parse(text) as { results: Array<{ id: string; outputs?: { label: string }; error?: { code: string } }> };
+    const json = JSON.parse(text) as {
+      results: Array<{ id: string; outputs?: { label: string }; error?: { code: string } }>;
+    };
     expect(json.results.map((r) => r.id)).toEqual(["curl-1", "curl-2"]);
     expect(json.results[0]?.outputs?.label).toBe(rows[0]?.Species);
     expect(json.results[1]?.outputs?.label).toMatch(/^(Adelie|Chinstrap|Gentoo)$/);
@@ -170,7 +200,9 @@ describe("the mesh, five services in separate processes", () => {
       expect(r?.outcome.case, `record ${i}`).toBe("outputs");
       const outputs = (r?.outcome.value ?? {}) as { probabilities: number[]; label: string };
       expect(outputs.probabilities.length).toBe(exp.length);
-      outputs.probabilities.forEach((p, k) => expect(Math.abs(p - (exp[k] as number))).toBeLessThan(1e-5));
+      outputs.probabilities.forEach((p, k) => {
+        expect(Math.abs(p - (exp[k] as number))).toBeLessThan(1e-5);
+      });
       if (outputs.label === row.Species) right++;
     });
     expect(right / rows.length).toBeGreaterThanOrEqual(0.95);

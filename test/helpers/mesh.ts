@@ -25,7 +25,12 @@ export function penguinsArtifacts(): Promise<Artifacts> {
     const dir = mkdtempSync(path.join(tmpdir(), "sluice-test-"));
     const models = path.join(dir, "models");
     const pipelines = path.join(dir, "pipelines");
-    const report = await trainFromData({ specFile: penguinsSpec, dataFile: vegaDataset("penguins.json"), modelsDir: models, pipelinesDir: pipelines });
+    const report = await trainFromData({
+      specFile: penguinsSpec,
+      dataFile: vegaDataset("penguins.json"),
+      modelsDir: models,
+      pipelinesDir: pipelines,
+    });
     return { dir, models, pipelines, pipelineFile: report.specPath, report };
   })();
   return artifacts;
@@ -57,7 +62,9 @@ export async function referencePredict(rows: Array<Record<string, unknown>>): Pr
   const pipeline = compilePipeline(parsePipelineSpec(await readFile(a.pipelineFile, "utf8")));
   const t = pipeline.transformRows(rows);
   const session = await ort.InferenceSession.create(path.join(a.models, pipeline.spec.model, "1", "model.onnx"));
-  const out = await session.run({ [pipeline.spec.input]: new ort.Tensor("float32", t.features, [t.rows.length, pipeline.width]) });
+  const out = await session.run({
+    [pipeline.spec.input]: new ort.Tensor("float32", t.features, [t.rows.length, pipeline.width]),
+  });
   const probs = out.probabilities?.data as Float32Array;
   const classes = probs.length / Math.max(t.rows.length, 1);
   const result: Array<number[] | undefined> = new Array(rows.length).fill(undefined);

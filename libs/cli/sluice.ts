@@ -9,6 +9,7 @@ import { StateService } from "../gen/sluice/v1/state_pb.js";
 import { startMesh } from "../mesh/index.js";
 import { fitPipeline, parsePipelineSpec } from "../pipeline/index.js";
 import { isSourceError } from "../records/index.js";
+import { buckets, type NodeEntry } from "../state/index.js";
 import { connectTo } from "../transport/index.js";
 import { penguinsSpec, vegaDataset, workDir } from "./paths.js";
 import { sendFile } from "./send.js";
@@ -19,13 +20,17 @@ const usage = `sluice — stream records through ML models
 Usage:
   sluice demo [--inference N]                 train the penguins model, start the mesh, stream penguins.json, print results
   sluice up [--inference N] [--port-base P]   start every service (ingest on P, default 7400); Ctrl-C stops
-            [--host H] [--models DIR] [--pipeline FILE ...]
+            [--host H] [--models DIR] [--pipeline FILE ...] [--nats URL[,URL...] --node NAME]
   sluice send FILE [--out FILE] [--ingest HOST:PORT] [--pipeline NAME] [--id-field F] [--format csv|json|jsonl] [--progress]
-  sluice status [--state HOST:PORT] [--balancer HOST:PORT]
+  sluice status [--state HOST:PORT] [--balancer HOST:PORT] [--node NAME]
+  sluice state get|list|put|delete|watch BUCKET [KEY] [JSON] [--revision N]   read and change state on any node
+  sluice job create|move|get|list NAME [STATE] [--from S] [--reason R]       job lifecycle (compare-and-set)
+  sluice params MODEL [key=value ...]          show or change serving parameters (every node applies them live)
+  sluice pipeline put FILE                     validate a pipeline spec and put it in force everywhere
   sluice fit --spec FILE --data FILE [--out FILE]
   sluice train [--spec FILE --data FILE] [--seed N] [--epochs N] [--models DIR] [--pipelines DIR]
 
-Addresses: --ingest or SLUICE_INGEST (default: from .sluice/mesh.json, else 127.0.0.1:7400).
+Addresses: --ingest or SLUICE_INGEST (default: from .sluice/mesh.json — mesh-NAME.json with --node — else 127.0.0.1:7400).
 Artifacts (models, fitted pipelines, mesh.json) go to .sluice/ or SLUICE_HOME.`;
 
 function fail(message: string): never {
@@ -37,8 +42,15 @@ interface MeshFile {
   services: Record<string, string>;
 }
 
+/** The Sluice node this command talks to (`--node` or SLUICE_NODE); picks its mesh file. */
+let currentNode: string | undefined = process.env.SLUICE_NODE || undefined;
+
+function meshFilePath(): string {
+  return path.join(workDir(), currentNode ? `mesh-${currentNode}.json` : "mesh.json");
+}
+
 async function meshFile(): Promise<MeshFile | undefined> {
-  const f = path.join(workDir(), "mesh.json");
+  const f = meshFilePath();
   if (!existsSync(f)) return undefined;
   return JSON.parse(await readFile(f, "utf8")) as MeshFile;
 }
@@ -82,8 +94,17 @@ async function cmdUp(argv: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       models: { type: "string" },
       pipeline: { type: "string", multiple: true },
+      nats: { type: "string" },
+      node: { type: "string" },
+      "kv-replicas": { type: "string" },
     },
   });
+  if (values.node !== undefined) {
+    if (!/^[A-Za-z0-9_-]+$/.test(values.node))
+      fail(`--node must be letters, digits, - or _, got ${JSON.stringify(values.node)}`);
+    currentNode = values.node;
+  }
+  const nats = values.nats ?? process.env.NATS_URL;
   const n = Number(values.inference);
   if (!Number.isInteger(n) || n < 1 || n > 64)
     fail(`--inference must be a whole number from 1 to 64, got ${values.inference}`);
@@ -108,14 +129,16 @@ async function cmdUp(argv: string[]): Promise<void> {
     models: values.models ?? (defaults as { models: string }).models,
     pipelines: values.pipeline ?? [(defaults as { pipeline: string }).pipeline],
     onLog: (name, line) => process.stderr.write(`[${name}] ${line}\n`),
+    ...(nats ? { nats } : {}),
+    ...(currentNode ? { node: currentNode } : {}),
+    ...(values["kv-replicas"] ? { kvReplicas: Number(values["kv-replicas"]) } : {}),
   }).catch((e: Error) => fail(e.message));
-  const meshFilePath = path.join(workDir(), "mesh.json");
   let exiting = false;
   shutdown = async () => {
     if (exiting) return;
     exiting = true;
     await mesh.stop();
-    await rm(meshFilePath, { force: true });
+    await rm(meshFilePath(), { force: true });
     process.stdout.write("stopped\n");
     process.exit(0);
   };
@@ -123,7 +146,7 @@ async function cmdUp(argv: string[]): Promise<void> {
   for (const s of mesh.services) process.stdout.write(`${s.name} listening on ${s.address}\n`);
   await mkdir(workDir(), { recursive: true });
   await writeFile(
-    meshFilePath,
+    meshFilePath(),
     JSON.stringify(
       { pid: process.pid, services: Object.fromEntries(mesh.services.map((s) => [s.name, s.address])) },
       null,
@@ -150,8 +173,10 @@ async function cmdSend(argv: string[]): Promise<void> {
       "id-field": { type: "string" },
       format: { type: "string" },
       progress: { type: "boolean", default: false },
+      node: { type: "string" },
     },
   });
+  if (values.node) currentNode = values.node;
   const file = positionals[0];
   if (file === undefined || positionals.length > 1) fail("send takes one FILE");
   if (!existsSync(file)) fail(`${file}: no such file`);
@@ -179,7 +204,11 @@ async function cmdSend(argv: string[]): Promise<void> {
 }
 
 async function cmdStatus(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { state: { type: "string" }, balancer: { type: "string" } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { state: { type: "string" }, balancer: { type: "string" }, node: { type: "string" } },
+  });
+  if (values.node) currentNode = values.node;
   const mesh = await meshFile();
   const stateAddr = await addressOf("state", values.state, "SLUICE_STATE", "127.0.0.1:7403");
   const state = connectTo(StateService, stateAddr);
@@ -211,11 +240,14 @@ async function cmdStatus(argv: string[]): Promise<void> {
           .catch(() => undefined)
       : undefined;
     for (const e of nodes?.entries ?? []) {
-      const n = JSON.parse(e.value) as { address: string; models: string[]; heartbeatMs: number };
+      const n = JSON.parse(e.value) as NodeEntry;
       const load = loads?.nodes.find((l) => l.id === e.key);
       const age = Date.now() - n.heartbeatMs;
+      const applied = Object.entries(n.applied ?? {})
+        .map(([m, rev]) => `${m}@rev${rev}`)
+        .join(",");
       lines.push(
-        `  ${e.key.padEnd(14)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  heartbeat ${age} ms ago` +
+        `  ${e.key.padEnd(22)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  params in force ${applied || "-"}  registered ${age} ms ago` +
           (load
             ? `  in flight ${load.inFlightRecords}  batches ${load.batchesRouted}  ewma ${load.ewmaLatencyMs.toFixed(2)} ms`
             : ""),
@@ -346,6 +378,154 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
+async function stateAt(argv: string[], extra: Record<string, { type: "string" | "boolean" }> = {}) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { state: { type: "string" }, node: { type: "string" }, ...extra },
+  });
+  if (typeof values.node === "string") currentNode = values.node;
+  const address = await addressOf("state", values.state as string | undefined, "SLUICE_STATE", "127.0.0.1:7403");
+  return {
+    client: connectTo(StateService, address),
+    values: values as Record<string, string | boolean | undefined>,
+    positionals,
+  };
+}
+
+function printEntry(
+  e: { bucket: string; key: string; value: string; revision: bigint; present: boolean } | undefined,
+): void {
+  if (e === undefined) return;
+  process.stdout.write(
+    `${JSON.stringify({ bucket: e.bucket, key: e.key, revision: String(e.revision), ...(e.present ? { value: JSON.parse(e.value) } : { deleted: true }) })}\n`,
+  );
+}
+
+async function cmdState(argv: string[]): Promise<void> {
+  const [verb, ...args] = argv;
+  const { client, values, positionals } = await stateAt(args, { revision: { type: "string" } });
+  const [bucket, key, value] = positionals;
+  if (bucket === undefined) fail("state needs a bucket: pipelines, models, nodes, jobs, sequences, or your own");
+  switch (verb) {
+    case "get":
+      if (key === undefined) fail("state get BUCKET KEY");
+      printEntry((await client.get({ bucket, key })).entry);
+      return;
+    case "list":
+      for (const e of (await client.list({ bucket, prefix: key ?? "" })).entries) printEntry(e);
+      return;
+    case "put": {
+      if (key === undefined || value === undefined) fail("state put BUCKET KEY JSON [--revision N]");
+      const rev = values.revision as string | undefined;
+      printEntry(
+        (await client.put({ bucket, key, value, ...(rev !== undefined ? { expectedRevision: BigInt(rev) } : {}) }))
+          .entry,
+      );
+      return;
+    }
+    case "delete":
+      if (key === undefined) fail("state delete BUCKET KEY");
+      await client.delete({ bucket, key });
+      return;
+    case "watch":
+      for await (const res of client.watch({ bucket, prefix: key ?? "" })) {
+        if (res.currentDone) process.stderr.write("(current entries done; watching)\n");
+        else printEntry(res.entry);
+      }
+      return;
+    default:
+      fail("state get|list|put|delete|watch BUCKET [KEY] [JSON]");
+  }
+}
+
+async function cmdJob(argv: string[]): Promise<void> {
+  const [verb, ...args] = argv;
+  const { client, values, positionals } = await stateAt(args, { from: { type: "string" }, reason: { type: "string" } });
+  const [name, to] = positionals;
+  if (verb === "list") {
+    for (const e of (await client.list({ bucket: buckets.jobs })).entries) printEntry(e);
+    return;
+  }
+  if (name === undefined) fail("job create|move|get NAME [STATE]");
+  if (verb === "create") {
+    printEntry((await client.transition({ bucket: buckets.jobs, key: name, to: "initialized" })).entry);
+  } else if (verb === "move") {
+    if (to === undefined) fail("job move NAME STATE [--from STATE] [--reason TEXT]");
+    const res = await client.transition({
+      bucket: buckets.jobs,
+      key: name,
+      to,
+      from: (values.from as string | undefined) ?? "",
+      reason: (values.reason as string | undefined) ?? "",
+    });
+    process.stderr.write(`${name}: ${res.previous} → ${to}\n`);
+    printEntry(res.entry);
+  } else if (verb === "get") {
+    printEntry((await client.get({ bucket: buckets.jobs, key: name })).entry);
+  } else fail("job create|move|get|list");
+}
+
+/** `sluice params MODEL key=value ...`: changes serving parameters with a compare-and-set. */
+async function cmdParams(argv: string[]): Promise<void> {
+  const { client, positionals } = await stateAt(argv);
+  const [model, ...pairs] = positionals;
+  if (model === undefined)
+    fail("params MODEL [maxBatchSize=N] [maxQueueDelayMs=N] [maxQueueRecords=N] [intraOpThreads=N] [cache=on|off]");
+  const known = new Set(["maxBatchSize", "maxQueueDelayMs", "maxQueueRecords", "intraOpThreads", "cache"]);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const cur = await client
+      .get({ bucket: buckets.models, key: model })
+      .catch(() => fail(`model ${model} is not registered`));
+    const entry = cur.entry;
+    if (entry === undefined) fail(`model ${model} is not registered`);
+    const value = JSON.parse(entry.value) as { params?: Record<string, unknown> };
+    const params = { ...(value.params ?? {}) };
+    for (const pair of pairs) {
+      const [k, v] = pair.split("=");
+      if (k === undefined || v === undefined || !known.has(k))
+        fail(`${pair}: expected one of ${[...known].join(", ")} as key=value`);
+      if (k === "cache") {
+        if (!["on", "off", "true", "false"].includes(v)) fail("cache=on|off");
+        params[k] = v === "on" || v === "true";
+      } else {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < (k === "maxQueueDelayMs" ? 0 : 1))
+          fail(`${k} must be a whole number, got ${v}`);
+        params[k] = n;
+      }
+    }
+    if (pairs.length === 0) {
+      process.stdout.write(`${JSON.stringify({ model, revision: String(entry.revision), params })}\n`);
+      return;
+    }
+    const ok = await client
+      .put({
+        bucket: buckets.models,
+        key: model,
+        value: JSON.stringify({ ...value, params }),
+        expectedRevision: entry.revision,
+      })
+      .then((r) => {
+        printEntry(r.entry);
+        return true;
+      })
+      .catch(() => false);
+    if (ok) return;
+  }
+  fail("too many concurrent changes; try again");
+}
+
+/** `sluice pipeline put FILE`: validates a spec and makes it the one in force everywhere. */
+async function cmdPipeline(argv: string[]): Promise<void> {
+  const [verb, ...args] = argv;
+  const { client, positionals } = await stateAt(args);
+  const [file] = positionals;
+  if (verb !== "put" || file === undefined) fail("pipeline put FILE");
+  const spec = parsePipelineSpec(await readFile(file, "utf8"));
+  printEntry((await client.put({ bucket: buckets.pipelines, key: spec.name, value: JSON.stringify(spec) })).entry);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   up: cmdUp,
@@ -354,6 +534,10 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   fit: cmdFit,
   train: cmdTrain,
   demo: cmdDemo,
+  state: cmdState,
+  job: cmdJob,
+  params: cmdParams,
+  pipeline: cmdPipeline,
 };
 if (command === undefined || command === "help" || command === "--help" || command === "-h") {
   process.stdout.write(`${usage}\n`);

@@ -20,6 +20,12 @@ export interface MeshOptions {
   portBase?: number;
   /** Default pipeline of ingest, default "penguins". */
   defaultPipeline?: string;
+  /** NATS URLs (comma-separated): state on JetStream KV, heartbeats on NATS subjects. */
+  nats?: string;
+  /** This Sluice node's name: prefixes inference node ids (`<node>-inference-1`). */
+  node?: string;
+  /** JetStream KV replicas when creating buckets, default 1. */
+  kvReplicas?: number;
   /** Extra environment for every service. */
   env?: Record<string, string>;
   /** Called with each line a service prints (stdout and stderr), prefixed by its name. */
@@ -114,6 +120,8 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     return svc;
   };
   const common = ["--host", host];
+  const natsArgs = options.nats ? ["--nats", options.nats] : [];
+  const prefix = options.node ? `${options.node}-` : "";
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5_000) => {
     stopping ??= Promise.all(
@@ -136,7 +144,15 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     const state = await start({
       name: "state",
       service: "state",
-      args: [...common, "--port", port(3), ...options.pipelines.flatMap((p) => ["--pipeline", p])],
+      args: [
+        ...common,
+        "--port",
+        port(3),
+        ...natsArgs,
+        ...(options.node ? ["--node", options.node] : []),
+        ...(options.kvReplicas ? ["--kv-replicas", String(options.kvReplicas)] : []),
+        ...options.pipelines.flatMap((p) => ["--pipeline", p]),
+      ],
     });
     await Promise.all(
       Array.from({ length: n }, (_, i) =>
@@ -152,7 +168,8 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
             "--models",
             options.models,
             "--node",
-            `inference-${i + 1}`,
+            `${prefix}inference-${i + 1}`,
+            ...natsArgs,
           ],
         }),
       ),
@@ -160,7 +177,7 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     const balancer = await start({
       name: "balancer",
       service: "balancer",
-      args: [...common, "--port", port(2), "--state", state.address],
+      args: [...common, "--port", port(2), "--state", state.address, ...natsArgs],
     });
     const preprocess = await start({
       name: "preprocess",

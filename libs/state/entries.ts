@@ -22,6 +22,10 @@ export interface NodeEntry {
   inFlight?: number;
   queueDepth?: number;
   latencyMs?: number;
+  /** Revision of each model's registry entry whose parameters are in force. */
+  applied?: Record<string, string>;
+  /** Serving parameters in force per model. */
+  params?: Record<string, unknown>;
 }
 
 /** A job (bucket "jobs"). */

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import { context, propagation, type Span, SpanKind, type Tracer, trace } from "@opentelemetry/api";
+import type { Interceptor } from "@connectrpc/connect";
+import { context, propagation, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { type RecordTrace, RecordTraceSchema } from "../gen/sluice/v1/batch_pb.js";
 
@@ -88,3 +89,44 @@ export function recordTraceOf(span: Span, index: number): RecordTrace {
 export function endSpans(spans: readonly Span[]): void {
   for (const s of spans) s.end();
 }
+
+/**
+ * Client side: puts the active W3C trace context into every call's headers (gRPC metadata),
+ * so the callee's spans are children of the caller's.
+ */
+export const clientTraceInterceptor: Interceptor = (next) => async (req) => {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  for (const [k, v] of Object.entries(carrier)) req.header.set(k, v);
+  return next(req);
+};
+
+/**
+ * Server side: a span per unary call, child of the trace context in the call's headers, active
+ * while the handler runs (so what the handler writes, e.g. NATS messages, carries it on).
+ * Streams keep their own per-record spans inside batches.
+ */
+export const serverTraceInterceptor: Interceptor = (next) => async (req) => {
+  if (req.stream) return next(req);
+  const carrier: Record<string, string> = {};
+  req.header.forEach((v, k) => {
+    carrier[k] = v;
+  });
+  const parent = propagation.extract(context.active(), carrier);
+  const span = sluiceTracer().startSpan(
+    `${req.service.typeName}/${req.method.name}`,
+    {
+      kind: SpanKind.SERVER,
+      attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name },
+    },
+    parent,
+  );
+  try {
+    return await context.with(trace.setSpan(parent, span), () => next(req));
+  } catch (e) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
+    throw e;
+  } finally {
+    span.end();
+  }
+};

@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { clientTraceInterceptor } from "../telemetry/index.js";
 
 /** Options of {@link connectTo}. */
 export interface ConnectOptions {
@@ -22,6 +23,7 @@ export function transportTo(address: string, options: ConnectOptions = {}): Tran
   if (t === undefined) {
     t = createGrpcTransport({
       baseUrl: address.includes("://") ? address : `http://${address}`,
+      interceptors: [clientTraceInterceptor],
       readMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
       writeMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
       // Keep connections alive through idle periods; detect dead peers.

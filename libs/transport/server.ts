@@ -6,6 +6,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { serverTraceInterceptor } from "../telemetry/index.js";
 import { type HealthStatus, registerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 
@@ -51,6 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const files = collectFiles([...options.services, Health, ServerReflection]);
   const health = { set: (_s: HealthStatus) => {} };
   const handler = connectNodeAdapter({
+    interceptors: [serverTraceInterceptor],
     readMaxBytes: options.readMaxBytes ?? 64 * 1024 * 1024,
     routes(router) {
       options.routes(router);

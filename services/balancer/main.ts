@@ -1,4 +1,5 @@
 import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
+import { allHeartbeats, connectNats, subscribeJson } from "../../libs/nats/index.js";
 import { intOption, requiredOption, runService } from "../../libs/service/index.js";
 import { buckets, followBucket, type NodeEntry, stateClient } from "../../libs/state/index.js";
 import { startServer } from "../../libs/transport/index.js";
@@ -9,6 +10,7 @@ await runService(
   "balancer",
   {
     state: { env: "SLUICE_STATE" },
+    nats: { env: "NATS_URL" },
     "down-after-ms": { env: "SLUICE_NODE_DOWN_AFTER_MS", default: "3000" },
     "batch-timeout-ms": { env: "SLUICE_BATCH_TIMEOUT_MS", default: "15000" },
   },
@@ -30,6 +32,17 @@ await runService(
       );
     });
     await Promise.race([ready, new Promise((r) => setTimeout(r, 5_000))]);
+    // With NATS, nodes of every Sluice node beat on core subjects; liveness is the time a beat
+    // arrived here (no clock skew between machines).
+    const nc =
+      typeof opts.nats === "string" ? await connectNats({ servers: opts.nats, name: "sluice-balancer" }) : undefined;
+    if (nc) {
+      subscribeJson<NodeEntry>(nc, allHeartbeats, (beat) => {
+        if (typeof beat.id === "string" && typeof beat.address === "string" && Array.isArray(beat.models)) {
+          pool.upsert(beat.id, { ...beat, heartbeatMs: Date.now() });
+        }
+      });
+    }
     const server = await startServer({
       name: "balancer",
       services: [BalancerService],
@@ -43,6 +56,7 @@ await runService(
         await server.close();
         stop.abort();
         pool.close();
+        await nc?.drain().catch(() => undefined);
       },
     };
   },

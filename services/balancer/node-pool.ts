@@ -96,7 +96,7 @@ export class NodePool {
     }
     if (node) {
       node.models = new Set(entry.models);
-      node.heartbeatMs = entry.heartbeatMs;
+      node.heartbeatMs = Math.max(node.heartbeatMs, entry.heartbeatMs);
     } else {
       this.nodes.set(id, {
         id,

@@ -20,6 +20,23 @@ export interface DynamicBatcherOptions {
   maxQueueRecords?: number;
   /** Node id written into results. */
   node?: string;
+  /** Answer repeated inputs from a result cache, default false. */
+  cache?: boolean;
+  /** Rows the result cache keeps at most, default 10000. */
+  cacheRows?: number;
+}
+
+/** Serving parameters that can change while serving (from the model registry). */
+export interface ServingParams {
+  maxBatchSize?: number;
+  maxQueueDelayMs?: number;
+  maxQueueRecords?: number;
+  cache?: boolean;
+}
+
+interface CachedRow {
+  outputs: Float32Array[];
+  label: string | undefined;
 }
 
 interface Pending {
@@ -44,19 +61,113 @@ export class DynamicBatcher {
   private queuedRecords = 0;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly maxBatchSize: number;
-  private readonly maxQueueDelayMs: number;
-  private readonly maxQueueRecords: number;
-  /** Runs done, records served, and the EWMA of a run's duration (ms). */
-  readonly stats = { runs: 0, records: 0, ewmaRunMs: 0 };
+  private maxBatchSize: number;
+  private maxQueueDelayMs: number;
+  private maxQueueRecords: number;
+  private cache: Map<string, CachedRow> | undefined;
+  private readonly cacheRows: number;
+  /** Runs done, records served, cache hits, and the EWMA of a run's duration (ms). */
+  readonly stats = { runs: 0, records: 0, cacheHits: 0, ewmaRunMs: 0 };
 
   constructor(
-    readonly model: LoadedModel,
+    public model: LoadedModel,
     private readonly options: DynamicBatcherOptions = {},
   ) {
     this.maxBatchSize = options.maxBatchSize ?? model.config.maxBatchSize ?? 256;
     this.maxQueueDelayMs = options.maxQueueDelayMs ?? model.config.maxQueueDelayMs ?? 0;
     this.maxQueueRecords = options.maxQueueRecords ?? model.config.maxQueueRecords ?? 65_536;
+    this.cacheRows = options.cacheRows ?? 10_000;
+    if (options.cache) this.cache = new Map();
+  }
+
+  /** The parameters in force. */
+  get params(): Required<ServingParams> {
+    return {
+      maxBatchSize: this.maxBatchSize,
+      maxQueueDelayMs: this.maxQueueDelayMs,
+      maxQueueRecords: this.maxQueueRecords,
+      cache: this.cache !== undefined,
+    };
+  }
+
+  /**
+   * Changes serving parameters while serving; the next run uses them.
+   * @throws RangeError naming a parameter that is not a positive number.
+   */
+  configure(params: ServingParams): void {
+    const check = (name: string, v: number | undefined, min: number) => {
+      if (v !== undefined && !(Number.isInteger(v) && v >= min))
+        throw new RangeError(`${name} must be a whole number ≥ ${min}, got ${v}`);
+    };
+    check("maxBatchSize", params.maxBatchSize, 1);
+    check("maxQueueDelayMs", params.maxQueueDelayMs, 0);
+    check("maxQueueRecords", params.maxQueueRecords, 1);
+    if (params.maxBatchSize !== undefined) this.maxBatchSize = params.maxBatchSize;
+    if (params.maxQueueDelayMs !== undefined) this.maxQueueDelayMs = params.maxQueueDelayMs;
+    if (params.maxQueueRecords !== undefined) this.maxQueueRecords = params.maxQueueRecords;
+    if (params.cache === true) this.cache ??= new Map();
+    if (params.cache === false) this.cache = undefined;
+    this.pump();
+  }
+
+  private rowKey(data: Float32Array, row: number, cols: number): string {
+    return Buffer.from(data.buffer, data.byteOffset + row * cols * 4, cols * 4).toString("latin1");
+  }
+
+  /** All rows of a batch from the cache, or undefined when any row is missing. */
+  private fromCache(batch: TensorBatch, data: Float32Array, rows: number, cols: number): ResultBatch | undefined {
+    const cache = this.cache;
+    if (cache === undefined || rows === 0) return undefined;
+    const hits: CachedRow[] = [];
+    for (let r = 0; r < rows; r++) {
+      const hit = cache.get(this.rowKey(data, r, cols));
+      if (hit === undefined) return undefined;
+      hits.push(hit);
+    }
+    this.stats.cacheHits += rows;
+    const first = hits[0] as CachedRow;
+    const outputs = this.model.outputNames.map((name, i) => {
+      const width = (first.outputs[i] as Float32Array).length;
+      const joined = new Float32Array(rows * width);
+      hits.forEach((h, r) => {
+        joined.set(h.outputs[i] as Float32Array, r * width);
+      });
+      return float32Tensor(name, joined, rows, width);
+    });
+    const labels = hits.every((h) => h.label !== undefined) ? hits.map((h) => h.label as string) : [];
+    return create(ResultBatchSchema, {
+      batchId: batch.batchId,
+      keys: batch.keys,
+      outputs,
+      labels,
+      model: this.model.name,
+      modelVersion: this.model.version,
+      node: this.options.node ?? "",
+    });
+  }
+
+  private remember(
+    data: Float32Array,
+    rows: number,
+    cols: number,
+    outs: Array<{ data: Float32Array; width: number }>,
+    labels: string[],
+    first: number,
+  ): void {
+    const cache = this.cache;
+    if (cache === undefined) return;
+    for (let r = 0; r < rows; r++) {
+      if (cache.size >= this.cacheRows) {
+        // Oldest first: a Map iterates in insertion order.
+        const oldest = cache.keys().next().value;
+        if (oldest !== undefined) cache.delete(oldest);
+      }
+      const at = first + r;
+      cache.set(this.rowKey(data, r, cols), {
+        outputs: outs.map((o) => o.data.slice(at * o.width, (at + 1) * o.width)),
+        label: labels[r],
+      });
+    }
   }
 
   /** Records waiting for a run. */
@@ -94,6 +205,8 @@ export class DynamicBatcher {
         create(ResultBatchSchema, { ...base, errors: errorsFor(batch, "invalid_argument", (e as Error).message) }),
       );
     }
+    const cached = this.fromCache(batch, decoded.data, decoded.rows, decoded.cols);
+    if (cached !== undefined) return Promise.resolve(cached);
     if (this.queuedRecords + decoded.rows > this.maxQueueRecords) {
       return Promise.resolve(
         create(ResultBatchSchema, {
@@ -208,6 +321,7 @@ export class DynamicBatcher {
           top.push(labels[best] as string);
         }
       }
+      this.remember(it.data, it.rows, cols, outs, top, row);
       it.resolve(
         create(ResultBatchSchema, {
           batchId: it.batch.batchId,

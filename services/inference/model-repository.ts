@@ -48,12 +48,17 @@ export async function listModels(repo: string): Promise<string[]> {
  * creates an onnxruntime session with deliberate thread settings for small machines.
  * @throws Error naming the file when the config or the model cannot be read.
  */
-export async function loadModel(repo: string, folder: string): Promise<LoadedModel> {
+export async function loadModel(
+  repo: string,
+  folder: string,
+  overrides: Partial<ModelConfig> = {},
+): Promise<LoadedModel> {
   const dir = path.join(repo, folder);
   const configPath = path.join(dir, "config.json");
-  const config: ModelConfig = existsSync(configPath)
-    ? (JSON.parse(await readFile(configPath, "utf8")) as ModelConfig)
-    : {};
+  const config: ModelConfig = {
+    ...(existsSync(configPath) ? (JSON.parse(await readFile(configPath, "utf8")) as ModelConfig) : {}),
+    ...overrides,
+  };
   const versions = (await readdir(dir, { withFileTypes: true }))
     .filter((e) => e.isDirectory() && existsSync(path.join(dir, e.name, "model.onnx")))
     .map((e) => e.name)

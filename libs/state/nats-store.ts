@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { context, propagation } from "@opentelemetry/api";
 import {
   AckPolicy,
@@ -274,6 +275,17 @@ class Replica {
  *
  * @throws whatever `connect` throws when no server answers at first.
  */
+/** Errors a write may meet while a cluster fails over: worth trying again. */
+function isTransient(e: unknown): boolean {
+  const code = String((e as { code?: unknown }).code ?? "");
+  const message = e instanceof Error ? e.message : String(e);
+  return (
+    code === "TIMEOUT" ||
+    code === "503" ||
+    /timeout|no responders|disconnected|leader|not available|stream .*unavailable/i.test(message)
+  );
+}
+
 export async function createNatsStore(options: NatsStoreOptions): Promise<NatsStore> {
   const connectOptions: ConnectionOptions = {
     servers: options.servers,
@@ -349,9 +361,22 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
     return p;
   };
 
+  // A write during a failover (stream leader re-election takes seconds) times out or finds no
+  // responders: try again until a deadline. The message id makes JetStream drop a retry whose
+  // first try did land, so a retried compare-and-set cannot fail against its own write.
+  const retryForMs = Math.max(publishTimeoutMs * 4, 20_000);
   const publish = async (r: Replica, key: string, data: Uint8Array, opts: Partial<JetStreamPublishOptions>) => {
-    await whenConnected();
-    return js.publish(r.subjectPrefix + encodeKvKey(key), data, { timeout: publishTimeoutMs, ...opts });
+    const deadline = Date.now() + retryForMs;
+    const withId = { ...opts, msgID: opts.msgID ?? randomUUID() };
+    for (;;) {
+      try {
+        await whenConnected();
+        return await js.publish(r.subjectPrefix + encodeKvKey(key), data, { timeout: publishTimeoutMs, ...withId });
+      } catch (e) {
+        if (!isTransient(e) || Date.now() >= deadline || closing.signal.aborted) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
   };
 
   /** What the server holds for `key` now (deletions count as absent), merged into the replica. */

@@ -81,6 +81,8 @@ await runService(
         try {
           batcher.configure(params);
           applied[key] = String(revision);
+          // The registry shows which revision each node has in force (`sluice status`).
+          void register();
           if (
             params.intraOpThreads !== undefined &&
             params.intraOpThreads !== (batcher.model.config.intraOpThreads ?? 1)

@@ -247,7 +247,7 @@ async function cmdStatus(argv: string[]): Promise<void> {
         .map(([m, rev]) => `${m}@rev${rev}`)
         .join(",");
       lines.push(
-        `  ${e.key.padEnd(22)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  params in force ${applied || "-"}  registered ${age} ms ago` +
+        `  ${e.key.padEnd(22)} ${n.address.padEnd(22)} ${load?.status ?? (age < 3000 ? "up" : "down")}  models ${n.models.join(",")}  params in force ${applied || "-"}  updated ${age} ms ago` +
           (load
             ? `  in flight ${load.inFlightRecords}  batches ${load.batchesRouted}  ewma ${load.ewmaLatencyMs.toFixed(2)} ms`
             : ""),
@@ -449,7 +449,15 @@ async function cmdJob(argv: string[]): Promise<void> {
   }
   if (name === undefined) fail("job create|move|get NAME [STATE]");
   if (verb === "create") {
-    printEntry((await client.transition({ bucket: buckets.jobs, key: name, to: "initialized" })).entry);
+    const created = await client
+      .put({
+        bucket: buckets.jobs,
+        key: name,
+        value: JSON.stringify({ name, state: "initialized" }),
+        expectedRevision: 0n,
+      })
+      .catch(() => fail(`job ${name} already exists (sluice job get ${name})`));
+    printEntry(created.entry);
   } else if (verb === "move") {
     if (to === undefined) fail("job move NAME STATE [--from STATE] [--reason TEXT]");
     const res = await client.transition({
@@ -474,11 +482,9 @@ async function cmdParams(argv: string[]): Promise<void> {
     fail("params MODEL [maxBatchSize=N] [maxQueueDelayMs=N] [maxQueueRecords=N] [intraOpThreads=N] [cache=on|off]");
   const known = new Set(["maxBatchSize", "maxQueueDelayMs", "maxQueueRecords", "intraOpThreads", "cache"]);
   for (let attempt = 0; attempt < 20; attempt++) {
-    const cur = await client
-      .get({ bucket: buckets.models, key: model })
-      .catch(() => fail(`model ${model} is not registered`));
-    const entry = cur.entry;
-    if (entry === undefined) fail(`model ${model} is not registered`);
+    const notFound = (): never => fail(`model ${model} not found in the registry (sluice status lists the models)`);
+    const cur = await client.get({ bucket: buckets.models, key: model }).catch(notFound);
+    const entry = cur.entry ?? notFound();
     const value = JSON.parse(entry.value) as { params?: Record<string, unknown> };
     const params = { ...(value.params ?? {}) };
     for (const pair of pairs) {
@@ -486,12 +492,12 @@ async function cmdParams(argv: string[]): Promise<void> {
       if (k === undefined || v === undefined || !known.has(k))
         fail(`${pair}: expected one of ${[...known].join(", ")} as key=value`);
       if (k === "cache") {
-        if (!["on", "off", "true", "false"].includes(v)) fail("cache=on|off");
+        if (!["on", "off", "true", "false"].includes(v)) fail(`cache must be on or off, got ${JSON.stringify(v)}`);
         params[k] = v === "on" || v === "true";
       } else {
         const n = Number(v);
-        if (!Number.isInteger(n) || n < (k === "maxQueueDelayMs" ? 0 : 1))
-          fail(`${k} must be a whole number, got ${v}`);
+        const min = k === "maxQueueDelayMs" ? 0 : 1;
+        if (!Number.isInteger(n) || n < min) fail(`${k} must be a whole number ≥ ${min}, got ${v}`);
         params[k] = n;
       }
     }

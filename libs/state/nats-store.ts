@@ -364,7 +364,7 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
   // A write during a failover (stream leader re-election takes seconds) times out or finds no
   // responders: try again until a deadline. The message id makes JetStream drop a retry whose
   // first try did land, so a retried compare-and-set cannot fail against its own write.
-  const retryForMs = Math.max(publishTimeoutMs * 4, 20_000);
+  const retryForMs = Math.max(publishTimeoutMs * 2, 10_000);
   const publish = async (r: Replica, key: string, data: Uint8Array, opts: Partial<JetStreamPublishOptions>) => {
     const deadline = Date.now() + retryForMs;
     const withId = { ...opts, msgID: opts.msgID ?? randomUUID() };

@@ -211,14 +211,18 @@ describe("startServer serving StateService", () => {
     const put = await unary<PutResponse>(
       state,
       "put",
-      create(PutRequestSchema, { bucket: "models", key: "grpc-js", value: '{"via":"grpc-js"}' }),
+      create(PutRequestSchema, { bucket: "settings", key: "grpc-js", value: '{"via":"grpc-js"}' }),
     );
     expect(put.entry?.revision).toBeGreaterThan(0n);
-    const got = await unary<GetResponse>(state, "get", create(GetRequestSchema, { bucket: "models", key: "grpc-js" }));
-    expect(got.entry).toMatchObject({ bucket: "models", key: "grpc-js", value: '{"via":"grpc-js"}', present: true });
+    const got = await unary<GetResponse>(
+      state,
+      "get",
+      create(GetRequestSchema, { bucket: "settings", key: "grpc-js" }),
+    );
+    expect(got.entry).toMatchObject({ bucket: "settings", key: "grpc-js", value: '{"via":"grpc-js"}', present: true });
     expect(got.entry?.revision).toBe(put.entry?.revision);
     // An error keeps its gRPC status code across grpc-js.
-    const missing = await unary(state, "get", create(GetRequestSchema, { bucket: "models", key: "absent" })).catch(
+    const missing = await unary(state, "get", create(GetRequestSchema, { bucket: "settings", key: "absent" })).catch(
       (e: grpc.ServiceError) => e,
     );
     expect((missing as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
@@ -258,17 +262,17 @@ describe("startServer serving StateService", () => {
     const res = await curlPost(
       server.port,
       "/sluice.v1.StateService/Put",
-      JSON.stringify({ bucket: "models", key: "curl", value: '{"via":"curl"}' }),
+      JSON.stringify({ bucket: "settings", key: "curl", value: '{"via":"curl"}' }),
     );
     expect(res.httpVersion).toBe("1.1");
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toMatch(/^application\/json/);
     const put = JSON.parse(res.body) as { entry: { bucket: string; key: string; value: string; revision: string } };
-    expect(put.entry).toMatchObject({ bucket: "models", key: "curl", value: '{"via":"curl"}', present: true });
+    expect(put.entry).toMatchObject({ bucket: "settings", key: "curl", value: '{"via":"curl"}', present: true });
     // uint64 is a decimal string in the protobuf JSON mapping.
     expect(put.entry.revision).toMatch(/^[1-9][0-9]*$/);
 
-    const get = await curlPost(server.port, "/sluice.v1.StateService/Get", '{"bucket":"models","key":"curl"}');
+    const get = await curlPost(server.port, "/sluice.v1.StateService/Get", '{"bucket":"settings","key":"curl"}');
     expect(get.status).toBe(200);
     expect(JSON.parse(get.body).entry.revision).toBe(put.entry.revision);
 
@@ -276,11 +280,11 @@ describe("startServer serving StateService", () => {
     const bad = await curlPost(
       server.port,
       "/sluice.v1.StateService/Put",
-      JSON.stringify({ bucket: "models", key: "curl", value: "not json" }),
+      JSON.stringify({ bucket: "settings", key: "curl", value: "not json" }),
     );
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body)).toMatchObject({ code: "invalid_argument" });
-    const missing = await curlPost(server.port, "/sluice.v1.StateService/Get", '{"bucket":"models","key":"nope"}');
+    const missing = await curlPost(server.port, "/sluice.v1.StateService/Get", '{"bucket":"settings","key":"nope"}');
     expect(missing.status).toBe(404);
     expect(JSON.parse(missing.body).code).toBe("not_found");
   });
@@ -380,7 +384,7 @@ describe("startServer serving StateService", () => {
       [
         "-plaintext",
         "-d",
-        '{"bucket":"models","key":"grpcurl","value":"1"}',
+        '{"bucket":"settings","key":"grpcurl","value":"1"}',
         server.address,
         "sluice.v1.StateService/Put",
       ],
@@ -402,7 +406,7 @@ describe("RunningServer.close", () => {
       // An open Watch over HTTP/2 that has seen its snapshot and a change.
       const seen: string[] = [];
       let watchError: unknown;
-      const events = h2.watch({ bucket: "models" });
+      const events = h2.watch({ bucket: "settings" });
       const watching = (async () => {
         try {
           for await (const ev of events) seen.push(ev.currentDone ? "<currentDone>" : (ev.entry?.key ?? ""));
@@ -410,16 +414,16 @@ describe("RunningServer.close", () => {
           watchError = e;
         }
       })();
-      await h1.put({ bucket: "models", key: "a", value: "1" });
+      await h1.put({ bucket: "settings", key: "a", value: "1" });
       const until = Date.now() + 5_000;
       while (seen.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
       expect(seen).toEqual(["<currentDone>", "a"]);
       expect(store.openWatches()).toBe(1);
 
       // A grpc-js channel and an HTTP/1.1 keep-alive connection left idle.
-      await unary(g, "list", create(ListRequestSchema, { bucket: "models" }));
+      await unary(g, "list", create(ListRequestSchema, { bucket: "settings" }));
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-      await curlPost(server.port, "/sluice.v1.StateService/List", '{"bucket":"models"}', agent);
+      await curlPost(server.port, "/sluice.v1.StateService/List", '{"bucket":"settings"}', agent);
       const idle = Object.values(agent.freeSockets).flat()[0];
       expect(idle, "keep-alive socket left idle").toBeDefined();
       const idleClosed = new Promise<void>((resolve) => idle?.once("close", () => resolve()));
@@ -440,7 +444,7 @@ describe("RunningServer.close", () => {
       agent.destroy();
       expect(await refused(server.port)).toBe(true);
       // Every protocol now fails to reach it.
-      const after = await h1.get({ bucket: "models", key: "a" }).catch((e: unknown) => ConnectError.from(e));
+      const after = await h1.get({ bucket: "settings", key: "a" }).catch((e: unknown) => ConnectError.from(e));
       expect((after as ConnectError).code).toBe(Code.Unavailable);
       // close() is idempotent.
       await within(server.close(), 1_000, "a second close");

@@ -37,6 +37,12 @@ await runService(
     const nc =
       typeof opts.nats === "string" ? await connectNats({ servers: opts.nats, name: "sluice-balancer" }) : undefined;
     if (nc) {
+      void (async () => {
+        for await (const st of nc.status()) {
+          if (st.type === "disconnect") pool.setHeartbeatsHeard(false);
+          else if (st.type === "reconnect") pool.setHeartbeatsHeard(true);
+        }
+      })().catch(() => undefined);
       subscribeJson<NodeEntry>(nc, allHeartbeats, (beat) => {
         if (typeof beat.id === "string" && typeof beat.address === "string" && Array.isArray(beat.models)) {
           pool.upsert(beat.id, { ...beat, heartbeatMs: Date.now() });

@@ -63,6 +63,7 @@ export class NodePool {
   private readonly nodes = new Map<string, Node>();
   private readonly waiting: Route[] = [];
   private nextId = 1n;
+  private heartbeatsHeard = true;
   private readonly timer: NodeJS.Timeout;
   private readonly opts: Required<NodePoolOptions>;
 
@@ -154,7 +155,22 @@ export class NodePool {
   }
 
   private isUp(n: Node, nowMs: number): boolean {
-    return !n.removed && nowMs - n.heartbeatMs <= this.opts.downAfterMs && nowMs >= n.downUntilMs;
+    const fresh = this.heartbeatsHeard ? nowMs - n.heartbeatMs <= this.opts.downAfterMs : true;
+    return !n.removed && fresh && nowMs >= n.downUntilMs;
+  }
+
+  /**
+   * While the channel that carries heartbeats (NATS) is down, silence proves nothing: judge
+   * nodes by their streams alone (a failed stream still takes a node out), so the data path
+   * does not depend on NATS. When heartbeats are heard again, every node gets a fresh grace.
+   */
+  setHeartbeatsHeard(heard: boolean): void {
+    if (heard && !this.heartbeatsHeard) {
+      const now = Date.now();
+      for (const n of this.nodes.values()) n.heartbeatMs = Math.max(n.heartbeatMs, now);
+    }
+    this.heartbeatsHeard = heard;
+    this.drainWaiting();
   }
 
   private pick(route: Route): Node | undefined {
@@ -269,7 +285,9 @@ export class NodePool {
         }
       }
       // A silent node's batches go elsewhere at once.
-      if (n.inFlight.size > 0 && Date.now() - n.heartbeatMs > this.opts.downAfterMs) this.fail(n, new Error("silent"));
+      if (this.heartbeatsHeard && n.inFlight.size > 0 && Date.now() - n.heartbeatMs > this.opts.downAfterMs) {
+        this.fail(n, new Error("silent"));
+      }
     }
     const expired = this.waiting.filter((r) => now - r.firstMs > this.opts.waitForNodeMs);
     if (expired.length > 0) {

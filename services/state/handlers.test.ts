@@ -189,19 +189,19 @@ describe("racing transitions", () => {
 
   it("a compare-and-set Put with a stale revision is refused with FailedPrecondition", async () => {
     const key = freshKey("cas");
-    const first = await state.put({ bucket: "pipelines", key, value: "{}", expectedRevision: 0n });
+    const first = await state.put({ bucket: "settings", key, value: "{}", expectedRevision: 0n });
     const second = await other.put({
-      bucket: "pipelines",
+      bucket: "settings",
       key,
       value: '{"v":2}',
       expectedRevision: first.entry?.revision ?? 0n,
     });
     const err = await failure(
-      state.put({ bucket: "pipelines", key, value: '{"v":3}', expectedRevision: first.entry?.revision ?? 0n }),
+      state.put({ bucket: "settings", key, value: '{"v":3}', expectedRevision: first.entry?.revision ?? 0n }),
     );
     expect(err.code).toBe(Code.FailedPrecondition);
-    expect((await state.get({ bucket: "pipelines", key })).entry?.revision).toBe(second.entry?.revision);
-    const again = await failure(state.put({ bucket: "pipelines", key, value: "{}", expectedRevision: 0n }));
+    expect((await state.get({ bucket: "settings", key })).entry?.revision).toBe(second.entry?.revision);
+    const again = await failure(state.put({ bucket: "settings", key, value: "{}", expectedRevision: 0n }));
     expect(again.code).toBe(Code.FailedPrecondition);
   });
 });
@@ -315,5 +315,59 @@ describe("Watch", () => {
     expect(second.value?.entry?.key).toBe("s/2");
     ac.abort();
     await it.next().catch(() => undefined);
+  });
+});
+
+describe("Put on buckets Sluice reads", () => {
+  it("refuses a pipeline that is not a valid spec, naming the bad key, or one stored under another name", async () => {
+    const bad = await failure(
+      state.put({ bucket: "pipelines", key: "p1", value: JSON.stringify({ name: "p1", model: "m", feilds: [] }) }),
+    );
+    expect(bad.code).toBe(Code.InvalidArgument);
+    expect(bad.rawMessage).toContain("feilds");
+    const misnamed = await failure(
+      state.put({
+        bucket: "pipelines",
+        key: "p2",
+        value: JSON.stringify({
+          name: "other",
+          model: "m",
+          fields: [{ name: "x", type: "number", fill: { strategy: "constant", value: 0 } }],
+        }),
+      }),
+    );
+    expect(misnamed.code).toBe(Code.InvalidArgument);
+    expect(misnamed.rawMessage).toContain("must equal");
+    const ok = await state.put({
+      bucket: "pipelines",
+      key: "p3",
+      value: JSON.stringify({
+        name: "p3",
+        model: "m",
+        fields: [{ name: "x", type: "number", fill: { strategy: "constant", value: 0 } }],
+      }),
+    });
+    expect(ok.entry?.key).toBe("p3");
+  });
+
+  it("refuses a Put that would change a model's or job's state: that is Transition's job", async () => {
+    await state.transition({ bucket: "jobs", key: "put-job", to: "initialized" });
+    const skip = await failure(
+      state.put({ bucket: "jobs", key: "put-job", value: JSON.stringify({ name: "put-job", state: "done" }) }),
+    );
+    expect(skip.code).toBe(Code.FailedPrecondition);
+    expect(skip.rawMessage).toContain("Transition");
+    const same = await state.put({
+      bucket: "jobs",
+      key: "put-job",
+      value: JSON.stringify({ name: "put-job", state: "initialized", owner: "me" }),
+    });
+    expect(JSON.parse(same.entry?.value ?? "{}").owner).toBe("me");
+    const fresh = await failure(
+      state.put({ bucket: "models", key: "put-model", value: JSON.stringify({ state: "ready" }) }),
+    );
+    expect(fresh.code).toBe(Code.FailedPrecondition);
+    const notObject = await failure(state.put({ bucket: "models", key: "put-model", value: "[1]" }));
+    expect(notObject.code).toBe(Code.InvalidArgument);
   });
 });

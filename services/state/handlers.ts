@@ -1,7 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { type Entry, EntrySchema, StateService } from "../../libs/gen/sluice/v1/state_pb.js";
+import { parsePipelineSpec } from "../../libs/pipeline/index.js";
 import {
+  buckets,
   canTransition,
   IllegalTransitionError,
   initialState,
@@ -44,7 +46,52 @@ function checkJson(value: string): void {
 function rethrow(e: unknown): never {
   if (isRevisionMismatch(e)) throw new ConnectError(e.message, Code.FailedPrecondition);
   if (isIllegalTransition(e)) throw new ConnectError(e.message, Code.FailedPrecondition);
+  if (e instanceof ConnectError) throw e;
+  const message = e instanceof Error ? e.message : String(e);
+  // The backend (NATS) is unreachable or failing over: the caller may try again.
+  if (
+    /NATS|disconnected|TIMEOUT|no responders|CONNECTION_/i.test(message) ||
+    (e as { code?: unknown }).code === "TIMEOUT"
+  ) {
+    throw new ConnectError(`state backend unavailable: ${message}`, Code.Unavailable);
+  }
   throw ConnectError.from(e);
+}
+
+/**
+ * Checks a value written with Put to a bucket whose entries Sluice reads: a pipeline must be a
+ * valid spec named like its key; a model or job must be an object whose state only changes
+ * through Transition.
+ */
+async function checkValue(store: StateStore, bucket: string, key: string, value: string): Promise<void> {
+  if (bucket === buckets.pipelines) {
+    try {
+      const spec = parsePipelineSpec(value);
+      if (spec.name !== key)
+        throw new ConnectError(`pipeline key ${key} must equal the spec's name ${spec.name}`, Code.InvalidArgument);
+    } catch (e) {
+      if (e instanceof ConnectError) throw e;
+      throw new ConnectError(`pipeline ${key}: ${(e as Error).message}`, Code.InvalidArgument);
+    }
+    return;
+  }
+  const graph = lifecycles[bucket];
+  if (graph === undefined) return;
+  const v = JSON.parse(value) as unknown;
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new ConnectError(`${bucket}/${key} must be a JSON object`, Code.InvalidArgument);
+  }
+  const state = (v as { state?: unknown }).state;
+  const current = await store.get(bucket, key);
+  const currentState = current
+    ? ((JSON.parse(current.value) as { state?: unknown }).state ?? "")
+    : initialState(bucket);
+  if (state !== currentState) {
+    throw new ConnectError(
+      `${bucket}/${key}: state ${JSON.stringify(state)} differs from ${JSON.stringify(currentState)}; move it with Transition (sluice job move)`,
+      Code.FailedPrecondition,
+    );
+  }
 }
 
 /**
@@ -129,6 +176,7 @@ export function stateRoutes(store: StateStore): (router: ConnectRouter) => void 
         checkName("key", req.key);
         checkJson(req.value);
         try {
+          await checkValue(store, req.bucket, req.key, req.value);
           const e = await store.put(
             req.bucket,
             req.key,

@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
+import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
 import { IngestService, type StreamRequest, StreamRequestSchema } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import { compilePipeline, parsePipelineSpec } from "../../libs/pipeline/index.js";
 import { connectTo } from "../../libs/transport/index.js";
@@ -84,6 +85,8 @@ try {
     light.push(performance.now() - s);
   }
   light.sort((a, b) => a - b);
+  const nodesLoad = await connectTo(BalancerService, mesh.address("balancer")).listNodes({});
+  const batches = nodesLoad.nodes.reduce((sum, n) => sum + Number(n.batchesRouted), 0);
   const inRate = rows.length / inSecs;
   const meshRate = m.answered / m.secs;
   const lines = [
@@ -91,6 +94,7 @@ try {
     `in one process : ${Math.round(inRate).toString().padStart(8)} rec/s   batch latency p50 ${pct(inLat, 50).toFixed(2)} ms  p99 ${pct(inLat, 99).toFixed(2)} ms`,
     `through mesh   : ${Math.round(meshRate).toString().padStart(8)} rec/s   record latency p50 ${pct(m.lat, 50).toFixed(1)} ms  p99 ${pct(m.lat, 99).toFixed(1)} ms (saturated, 16k window)`,
     `mesh, 1 record per Submit, sequential: p50 ${pct(light, 50).toFixed(2)} ms  p99 ${pct(light, 99).toFixed(2)} ms`,
+    `mean records per batch at the balancer: ${((Math.min(5_000, total) + total + 200) / Math.max(batches, 1)).toFixed(1)} (${batches} batches)`,
     `ratio mesh / in-process throughput: ${(meshRate / inRate).toFixed(3)}`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -197,6 +197,30 @@ describe("two Sluice nodes sharing state through NATS JetStream", () => {
     });
   });
 
+  it("keeps serving records while NATS is down, and syncs changes again once it is back", async () => {
+    await nats.kill("SIGKILL");
+    try {
+      // Longer than the 3 s after which a silent node counts as down.
+      await new Promise((r) => setTimeout(r, 5_000));
+      for (const mesh of [a, b]) {
+        const r = await connectTo(IngestService, mesh.address("ingest")).submit({
+          records: rows.slice(0, 40).map((x, i) => ({ id: String(i), fields: x as JsonObject })),
+        });
+        expect(r.results.filter((x) => x.outcome.case === "outputs").length).toBe(40);
+      }
+    } finally {
+      await nats.restart();
+    }
+    const stateA = connectTo(StateService, a.address("state"));
+    const stateB = connectTo(StateService, b.address("state"));
+    const { ms } = await until("a put on A after the restart, seen on B", 15_000, async () => {
+      await stateA.put({ bucket: "convergence", key: "after-restart", value: '"back"' });
+      const got = await stateB.get({ bucket: "convergence", key: "after-restart" });
+      return got.entry?.value === '"back"' ? true : undefined;
+    });
+    console.log(`state syncing again ${ms.toFixed(0)} ms after the NATS restart`);
+  });
+
   it("resynchronises a Sluice node that was killed and restarted, and serves with the current state", async () => {
     for (const s of b.services) s.process.kill("SIGKILL");
     await new Promise((r) => setTimeout(r, 300));

@@ -100,7 +100,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
-  const front = net.createServer((socket) => {
+  // Small messages (one record, one result) must not wait for Nagle's algorithm.
+  const front = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());

@@ -2,6 +2,7 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
 import { rowsToColumns } from "../../libs/batch/index.js";
 import {
+  type Column,
   type RecordBatch,
   RecordBatchSchema,
   type RecordTrace,
@@ -12,10 +13,11 @@ import {
   type ProcessRequest,
   type ProcessResponse,
 } from "../../libs/gen/sluice/v1/preprocess_pb.js";
-import { type Result, ResultSchema } from "../../libs/gen/sluice/v1/records_pb.js";
+import type { Result } from "../../libs/gen/sluice/v1/records_pb.js";
 import { recordTraceOf, sluiceTracer } from "../../libs/telemetry/index.js";
 import { readFloat32 } from "../../libs/tensor/index.js";
 import { connectTo, StreamLink } from "../../libs/transport/index.js";
+import { errorResult } from "./result-columns.js";
 
 /** Options of {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -36,11 +38,52 @@ export interface DispatcherOptions {
 }
 
 /** Receives the one result of a record. */
-export type Sink = (result: Result) => void;
+export interface RecordSink {
+  /** Record `key` (the caller's `id`) has outputs in row `row` of `r`; `outs` are decoded once per batch. */
+  output(key: bigint, id: string, r: ResultBatch, row: number, outs: readonly DecodedOutput[]): void;
+  /** Record `key` failed. */
+  error(key: bigint, id: string, code: string, message: string, field: string): void;
+  /** After the results of one result batch were handed out. */
+  flush?(): void;
+}
+
+/** A model output of a result batch, decoded. */
+export interface DecodedOutput {
+  name: string;
+  data: Float32Array;
+  cols: number;
+}
+
+/** The outputs of one row as a JSON object (label, one array per output, model, version). */
+export function rowOutputs(r: ResultBatch, row: number, outs: readonly DecodedOutput[]): JsonObject {
+  const outputs: JsonObject = {};
+  const label = r.labels[row];
+  if (label !== undefined) outputs.label = label;
+  for (const o of outs) outputs[o.name] = Array.from(o.data.subarray(row * o.cols, (row + 1) * o.cols));
+  if (r.model) outputs.model = r.model;
+  if (r.modelVersion) outputs.model_version = r.modelVersion;
+  return outputs;
+}
+
+/** A sink that turns each record's result into a `Result` message. */
+export function resultSink(onResult: (key: bigint, result: Result) => void): RecordSink {
+  return {
+    output(key, id, r, row, outs) {
+      onResult(key, {
+        $typeName: "sluice.v1.Result",
+        id,
+        outcome: { case: "outputs", value: rowOutputs(r, row, outs) },
+      });
+    },
+    error(key, id, code, message, field) {
+      onResult(key, errorResult(id, code, message, field));
+    },
+  };
+}
 
 interface PendingRecord {
   id: string;
-  sink: Sink;
+  sink: RecordSink;
   span: Span | undefined;
 }
 
@@ -59,10 +102,6 @@ interface InFlight {
 }
 
 type Link = StreamLink<ProcessRequest, ProcessResponse>;
-
-function errorResult(id: string, code: string, message: string, field = ""): Result {
-  return create(ResultSchema, { id, outcome: { case: "error", value: { code, message, field } } });
-}
 
 /**
  * Cuts records from every caller into micro-batches by size and by time, sends them to
@@ -103,7 +142,7 @@ export class Dispatcher {
   }
 
   /** Accepts one record; `sink` gets its result exactly once. Returns its key. */
-  submit(id: string, fields: JsonObject, pipeline: string, sink: Sink): bigint {
+  submit(id: string, fields: JsonObject, pipeline: string, sink: RecordSink): bigint {
     const key = this.nextKey++;
     let span: Span | undefined;
     let b = this.building.get(pipeline);
@@ -123,6 +162,34 @@ export class Dispatcher {
     if (b.keys.length >= this.opts.maxBatchRecords) this.cut(b);
     else b.timer ??= setTimeout(() => this.cut(b), this.opts.maxBatchDelayMs);
     return key;
+  }
+
+  /**
+   * Accepts records that come in columns (row i is `ids[i]`) as one batch of their own, without
+   * going through rows: the caller already batched them. Returns their keys.
+   */
+  submitColumns(ids: readonly string[], columns: Column[], pipeline: string, sink: RecordSink): bigint[] {
+    const keys: bigint[] = [];
+    const traces: RecordTrace[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const key = this.nextKey++;
+      const id = ids[i] as string;
+      let span: Span | undefined;
+      if (this.traced && Math.random() < this.opts.traceRatio) {
+        span = sluiceTracer().startSpan("ingest.record", {
+          attributes: { "sluice.record.id": id, "sluice.pipeline": pipeline },
+        });
+        traces.push(recordTraceOf(span, i));
+      }
+      this.pending.set(key, { id, sink, span });
+      keys.push(key);
+    }
+    if (keys.length === 0) return keys;
+    const batch = create(RecordBatchSchema, { batchId: this.nextBatch++, keys, columns, pipeline, traces });
+    const f: InFlight = { batch, attempts: 0, link: undefined };
+    this.inFlight.set(batch.batchId, f);
+    this.send(f);
+    return keys;
   }
 
   /** Forgets a caller's records (it went away); their results are dropped. */
@@ -146,7 +213,8 @@ export class Dispatcher {
     for (const l of this.links) l?.cancel();
     for (const [k, p] of this.pending) {
       this.pending.delete(k);
-      p.sink(errorResult(p.id, "unavailable", "ingest is shutting down"));
+      p.sink.error(k, p.id, "unavailable", "ingest is shutting down", "");
+      p.sink.flush?.();
     }
   }
 
@@ -215,10 +283,11 @@ export class Dispatcher {
       f.link = undefined;
       if (f.attempts >= this.opts.maxAttempts) {
         this.inFlight.delete(f.batch.batchId);
-        for (const key of f.batch.keys)
-          this.finish(key, (p) =>
-            errorResult(p.id, "unavailable", `preprocess unavailable after ${f.attempts} attempts: ${message}`),
-          );
+        const touched = new Set<RecordSink>();
+        for (const key of f.batch.keys) {
+          this.fail(key, "unavailable", `preprocess unavailable after ${f.attempts} attempts: ${message}`, "", touched);
+        }
+        for (const sink of touched) sink.flush?.();
         continue;
       }
       // Back off a little more on each attempt, so a restarting service has time to come back.
@@ -226,39 +295,43 @@ export class Dispatcher {
     }
   }
 
-  private finish(key: bigint, make: (p: PendingRecord) => Result): void {
+  /** The pending record of `key`, removed; undefined when it was answered already or forgotten. */
+  private take(key: bigint): PendingRecord | undefined {
     const p = this.pending.get(key);
-    if (p === undefined) return; // Delivered already (a re-sent batch answered twice) or forgotten.
+    if (p === undefined) return undefined; // A re-sent batch answered twice, or the caller left.
     this.pending.delete(key);
     p.span?.end();
-    p.sink(make(p));
+    return p;
+  }
+
+  private fail(key: bigint, code: string, message: string, field: string, touched: Set<RecordSink>): void {
+    const p = this.take(key);
+    if (p === undefined) return;
+    p.sink.error(key, p.id, code, message, field);
+    touched.add(p.sink);
   }
 
   private deliver(r: ResultBatch): void {
+    const touched = new Set<RecordSink>();
     if (r.keys.length > 0) {
-      let outs: Array<{ name: string; data: Float32Array; cols: number }> = [];
+      let outs: DecodedOutput[] | undefined;
       try {
         outs = r.outputs.map((t) => ({ name: t.name, ...readFloat32(t) }));
       } catch (e) {
-        for (const key of r.keys)
-          this.finish(key, (p) => errorResult(p.id, "internal", `bad model output: ${(e as Error).message}`));
-        outs = [];
+        for (const key of r.keys) this.fail(key, "internal", `bad model output: ${(e as Error).message}`, "", touched);
       }
-      if (outs.length > 0 || r.outputs.length === 0) {
-        r.keys.forEach((key, row) => {
-          this.finish(key, (p) => {
-            const outputs: JsonObject = {};
-            const label = r.labels[row];
-            if (label !== undefined) outputs.label = label;
-            for (const o of outs) outputs[o.name] = Array.from(o.data.subarray(row * o.cols, (row + 1) * o.cols));
-            if (r.model) outputs.model = r.model;
-            if (r.modelVersion) outputs.model_version = r.modelVersion;
-            return create(ResultSchema, { id: p.id, outcome: { case: "outputs", value: outputs } });
-          });
-        });
+      if (outs !== undefined) {
+        for (let row = 0; row < r.keys.length; row++) {
+          const key = r.keys[row] as bigint;
+          const p = this.take(key);
+          if (p === undefined) continue;
+          p.sink.output(key, p.id, r, row, outs);
+          touched.add(p.sink);
+        }
       }
     }
-    for (const e of r.errors) this.finish(e.key, (p) => errorResult(p.id, e.code, e.message, e.field));
+    for (const e of r.errors) this.fail(e.key, e.code, e.message, e.field, touched);
+    for (const sink of touched) sink.flush?.();
     this.settle(r.batchId);
   }
 

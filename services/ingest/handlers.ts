@@ -1,9 +1,11 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { checkColumn } from "../../libs/batch/index.js";
 import { IngestService, type StreamResponse } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import type { Result, Record as SluiceRecord } from "../../libs/gen/sluice/v1/records_pb.js";
 import { AsyncQueue } from "../../libs/transport/index.js";
-import type { Dispatcher } from "./dispatcher.js";
+import { type Dispatcher, resultSink } from "./dispatcher.js";
+import { columnSink, errorResult } from "./result-columns.js";
 
 /** Options of {@link ingestRoutes}. */
 export interface IngestOptions {
@@ -39,28 +41,56 @@ export function ingestRoutes(dispatcher: Dispatcher, options: IngestOptions): (r
           }
           if (inputDone && mine.size === 0) out.close();
         };
-        // Results that arrive together go out in one message.
-        const sinkFor = (key: () => bigint) => (result: Result) => {
-          mine.delete(key());
-          buffer.push(result);
+        const scheduleFlush = () => {
           if (!flushing) {
             flushing = true;
             setImmediate(flush);
           }
         };
+        // Results of Record messages that arrive together go out in one message.
+        const rows = resultSink((key, result) => {
+          mine.delete(key);
+          buffer.push(result);
+          scheduleFlush();
+        });
+        // Results of records sent in columns go back in columns, one message per result batch.
+        const columns = columnSink(
+          (key) => mine.delete(key),
+          (c) => {
+            out.push({ $typeName: "sluice.v1.StreamResponse", results: [], columns: c });
+            scheduleFlush();
+          },
+        );
         void (async () => {
           try {
             for await (const req of requests) {
               const pipeline = req.pipeline || options.defaultPipeline;
               for (const rec of req.records) {
-                let k = 0n;
-                k = dispatcher.submit(
-                  recordId(rec),
-                  (rec.fields ?? {}) as JsonObject,
-                  pipeline,
-                  sinkFor(() => k),
-                );
-                mine.add(k);
+                mine.add(dispatcher.submit(recordId(rec), (rec.fields ?? {}) as JsonObject, pipeline, rows));
+              }
+              if (req.columns !== undefined) {
+                const c = req.columns;
+                const count = c.ids.length;
+                const ids = c.ids.map((id) => (id !== "" ? id : `${idPrefix}-${++idCounter}`));
+                const bad = c.columns.map((col) => checkColumn(col, count)).find((m) => m !== undefined);
+                if (bad !== undefined) {
+                  // A malformed message: each of its records gets the error, the stream goes on.
+                  out.push({
+                    $typeName: "sluice.v1.StreamResponse",
+                    results: [],
+                    columns: {
+                      $typeName: "sluice.v1.ResultColumns",
+                      ids: [],
+                      outputs: [],
+                      labels: [],
+                      model: "",
+                      modelVersion: "",
+                      errors: ids.map((id) => errorResult(id, "invalid_argument", `malformed columns: ${bad}`)),
+                    },
+                  });
+                } else {
+                  for (const k of dispatcher.submitColumns(ids, c.columns, pipeline, columns)) mine.add(k);
+                }
               }
               await dispatcher.room();
             }
@@ -91,10 +121,15 @@ export function ingestRoutes(dispatcher: Dispatcher, options: IngestOptions): (r
         await new Promise<void>((resolve) => {
           req.records.forEach((rec, i) => {
             keys.push(
-              dispatcher.submit(recordId(rec), (rec.fields ?? {}) as JsonObject, pipeline, (r) => {
-                results[i] = r;
-                if (--left === 0) resolve();
-              }),
+              dispatcher.submit(
+                recordId(rec),
+                (rec.fields ?? {}) as JsonObject,
+                pipeline,
+                resultSink((_key, r) => {
+                  results[i] = r;
+                  if (--left === 0) resolve();
+                }),
+              ),
             );
           });
           ctx.signal.addEventListener("abort", () => {

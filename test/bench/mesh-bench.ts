@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
+import { rowsToColumns } from "../../libs/batch/index.js";
 import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
 import { IngestService, type StreamRequest, StreamRequestSchema } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import { compilePipeline, parsePipelineSpec } from "../../libs/pipeline/index.js";
@@ -47,7 +48,7 @@ inLat.sort((a, b) => a - b);
 const mesh = await startPenguinMesh({ inference: nodes });
 try {
   const client = connectTo(IngestService, mesh.address("ingest"));
-  const run = async (count: number) => {
+  const run = async (count: number, columnar: boolean) => {
     const sentAt = new Float64Array(count);
     const lat: number[] = [];
     let answered = 0;
@@ -57,11 +58,14 @@ try {
         while (i - answered > 16_384) await new Promise<void>((r) => (room = r));
         const now = performance.now();
         for (let k = i; k < Math.min(count, i + batch); k++) sentAt[k] = now;
-        yield create(StreamRequestSchema, {
-          records: rows
-            .slice(i, Math.min(count, i + batch))
-            .map((r, k) => ({ id: String(i + k), fields: r as JsonObject })),
-        });
+        const slice = rows.slice(i, Math.min(count, i + batch));
+        yield columnar
+          ? create(StreamRequestSchema, {
+              columns: { ids: slice.map((_, k) => String(i + k)), columns: rowsToColumns(slice) },
+            })
+          : create(StreamRequestSchema, {
+              records: slice.map((r, k) => ({ id: String(i + k), fields: r as JsonObject })),
+            });
       }
     }
     const s = performance.now();
@@ -69,14 +73,22 @@ try {
       const now = performance.now();
       for (const r of res.results) lat.push(now - (sentAt[Number(r.id)] as number));
       answered += res.results.length;
+      const c = res.columns;
+      if (c !== undefined) {
+        for (const id of c.ids) lat.push(now - (sentAt[Number(id)] as number));
+        for (const e of c.errors) lat.push(now - (sentAt[Number(e.id)] as number));
+        answered += c.ids.length + c.errors.length;
+      }
       room?.();
     }
     const secs = (performance.now() - s) / 1000;
     lat.sort((a, b) => a - b);
     return { secs, lat, answered };
   };
-  await run(Math.min(5_000, total)); // warm-up
-  const m = await run(total);
+  await run(Math.min(5_000, total), true); // warm-up
+  const m = await run(total, true);
+  const rowTotal = Math.min(total, 50_000);
+  const r = await run(rowTotal, false);
   // Light load: one record per Submit, one at a time.
   const light: number[] = [];
   for (let i = 0; i < 200; i++) {
@@ -92,9 +104,14 @@ try {
   const lines = [
     `records: ${total}, inference nodes: ${nodes}, batch ${batch}, node ${process.version}, ${new Date().toISOString()}`,
     `in one process : ${Math.round(inRate).toString().padStart(8)} rec/s   batch latency p50 ${pct(inLat, 50).toFixed(2)} ms  p99 ${pct(inLat, 99).toFixed(2)} ms`,
-    `through mesh   : ${Math.round(meshRate).toString().padStart(8)} rec/s   record latency p50 ${pct(m.lat, 50).toFixed(1)} ms  p99 ${pct(m.lat, 99).toFixed(1)} ms (saturated, 16k window)`,
+    `through mesh   : ${Math.round(meshRate).toString().padStart(8)} rec/s   record latency p50 ${pct(m.lat, 50).toFixed(1)} ms  p99 ${pct(m.lat, 99).toFixed(1)} ms (records in columns, saturated, 16k window)`,
+    `mesh, rows     : ${Math.round(r.answered / r.secs)
+      .toString()
+      .padStart(
+        8,
+      )} rec/s   record latency p50 ${pct(r.lat, 50).toFixed(1)} ms  p99 ${pct(r.lat, 99).toFixed(1)} ms (one Struct per record, ${rowTotal} records)`,
     `mesh, 1 record per Submit, sequential: p50 ${pct(light, 50).toFixed(2)} ms  p99 ${pct(light, 99).toFixed(2)} ms`,
-    `mean records per batch at the balancer: ${((Math.min(5_000, total) + total + 200) / Math.max(batches, 1)).toFixed(1)} (${batches} batches)`,
+    `mean records per batch at the balancer: ${((Math.min(5_000, total) + total + rowTotal + 200) / Math.max(batches, 1)).toFixed(1)} (${batches} batches)`,
     `ratio mesh / in-process throughput: ${(meshRate / inRate).toFixed(3)}`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -4,14 +4,16 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rowsToColumns } from "../../libs/batch/index.js";
 import { Health } from "../../libs/gen/grpc/health/v1/health_pb.js";
 import { BalancerService } from "../../libs/gen/sluice/v1/balancer_pb.js";
 import { InferenceService } from "../../libs/gen/sluice/v1/inference_pb.js";
-import { IngestService, type StreamRequest } from "../../libs/gen/sluice/v1/ingest_pb.js";
+import { IngestService, type StreamRequest, StreamRequestSchema } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import { PreprocessService } from "../../libs/gen/sluice/v1/preprocess_pb.js";
 import type { Result } from "../../libs/gen/sluice/v1/records_pb.js";
 import { StateService } from "../../libs/gen/sluice/v1/state_pb.js";
 import type { Mesh } from "../../libs/mesh/index.js";
+import { readFloat32 } from "../../libs/tensor/index.js";
 import { connectTo } from "../../libs/transport/index.js";
 import { penguinRows, referencePredict, startPenguinMesh } from "../helpers/mesh.js";
 
@@ -206,6 +208,49 @@ describe("the mesh, five services in separate processes", () => {
       if (outputs.label === row.Species) right++;
     });
     expect(right / rows.length).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it("takes records in columns and answers in columns, with the same predictions", async () => {
+    const client = connectTo(IngestService, mesh.address("ingest"));
+    const expected = await referencePredict(rows);
+    const bad = rowsToColumns([{ Island: "Dream" }]);
+    (bad[0] as { kinds: Uint8Array }).kinds = new Uint8Array([2, 2, 2]); // three kinds for one record
+    async function* requests(): AsyncIterable<StreamRequest> {
+      for (let i = 0; i < rows.length; i += 100) {
+        const slice = rows.slice(i, i + 100);
+        yield create(StreamRequestSchema, {
+          columns: { ids: slice.map((_, k) => `c${i + k}`), columns: rowsToColumns(slice) },
+        });
+      }
+      yield create(StreamRequestSchema, { columns: { ids: ["malformed"], columns: bad } });
+    }
+    const got = new Map<string, number[]>();
+    const errors = new Map<string, string>();
+    for await (const res of client.stream(requests())) {
+      expect(res.results).toEqual([]);
+      const c = res.columns;
+      if (c === undefined) continue;
+      const probs = c.outputs.find((o) => o.name === "probabilities");
+      const decoded = probs ? readFloat32(probs) : undefined;
+      c.ids.forEach((id, row) => {
+        got.set(id, Array.from(decoded?.data.subarray(row * decoded.cols, (row + 1) * decoded.cols) ?? []));
+      });
+      for (const e of c.errors) errors.set(e.id, e.outcome.case === "error" ? (e.outcome.value.message ?? "") : "");
+    }
+    expect(got.size + errors.size).toBe(rows.length + 1);
+    expect(errors.get("malformed")).toContain("malformed columns");
+    rows.forEach((_, i) => {
+      const exp = expected[i];
+      const p = got.get(`c${i}`);
+      if (exp === undefined) {
+        expect(errors.has(`c${i}`)).toBe(true);
+        return;
+      }
+      expect(p?.length).toBe(exp.length);
+      p?.forEach((v, k) => {
+        expect(Math.abs(v - (exp[k] as number))).toBeLessThan(1e-5);
+      });
+    });
   });
 
   it("spreads batches over both inference nodes", async () => {

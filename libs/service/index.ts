@@ -44,6 +44,16 @@ export async function runService(
     if (fromEnv !== undefined && fromEnv !== "") resolved[k] = o.multiple ? fromEnv.split(",") : fromEnv;
     else if (o.default !== undefined) resolved[k] = o.multiple ? [o.default] : o.default;
   }
+  // The NATS client can reject a promise of its own during a failover (a consumer re-created on a
+  // server that is still electing a leader): the connection recovers, so log it and go on.
+  // Anything else unhandled still ends the process, as Node does by default.
+  process.on("unhandledRejection", (e) => {
+    if (e instanceof Error && (e.name === "NatsError" || e.constructor?.name === "NatsError")) {
+      process.stderr.write(`${name}: NATS: ${e.message} (recovering)\n`);
+      return;
+    }
+    throw e;
+  });
   const telemetry = startTelemetry(name);
   let service: StartedService;
   try {

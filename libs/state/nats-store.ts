@@ -338,21 +338,34 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
     }
   })().catch(() => undefined);
 
+  // A write during a failover (stream leader re-election takes seconds) times out or finds no
+  // responders: try again until a deadline. The message id makes JetStream drop a retry whose
+  // first try did land, so a retried compare-and-set cannot fail against its own write.
+  const retryForMs = Math.max(publishTimeoutMs * 3, 15_000);
   const open = (bucket: string): Promise<Replica> => {
     if (closing.signal.aborted) return Promise.reject(new Error("store is closed"));
     let p = replicas.get(bucket);
     if (p === undefined) {
       p = (async () => {
-        const kv = await js.views.kv(kvBucketName(bucket, prefix), {
-          replicas: options.replicas ?? 1,
-          history: options.history ?? 10,
-        });
-        const stream = (await kv.status()).streamInfo.config.name;
-        const r = new Replica(bucket, kv, stream, js, heartbeatMs);
-        await r.subscribe();
-        opened.add(r);
-        await r.ready;
-        return r;
+        // Opening during a failover (a JetStream leader being elected) times out: try again.
+        const deadline = Date.now() + retryForMs;
+        for (;;) {
+          try {
+            const kv = await js.views.kv(kvBucketName(bucket, prefix), {
+              replicas: options.replicas ?? 1,
+              history: options.history ?? 10,
+            });
+            const stream = (await kv.status()).streamInfo.config.name;
+            const r = new Replica(bucket, kv, stream, js, heartbeatMs);
+            await r.subscribe();
+            opened.add(r);
+            await r.ready;
+            return r;
+          } catch (e) {
+            if (!isTransient(e) || Date.now() >= deadline || closing.signal.aborted) throw e;
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        }
       })();
       replicas.set(bucket, p);
       // A failed open (no JetStream yet, say) is retried by the next call.
@@ -361,10 +374,6 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
     return p;
   };
 
-  // A write during a failover (stream leader re-election takes seconds) times out or finds no
-  // responders: try again until a deadline. The message id makes JetStream drop a retry whose
-  // first try did land, so a retried compare-and-set cannot fail against its own write.
-  const retryForMs = Math.max(publishTimeoutMs * 2, 10_000);
   const publish = async (r: Replica, key: string, data: Uint8Array, opts: Partial<JetStreamPublishOptions>) => {
     const deadline = Date.now() + retryForMs;
     const withId = { ...opts, msgID: opts.msgID ?? randomUUID() };

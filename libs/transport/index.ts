@@ -1,3 +1,4 @@
+export { answerEach } from "./answer-each.js";
 export { AsyncQueue } from "./async-queue.js";
 export { type ConnectOptions, connectTo, transportTo } from "./client.js";
 export type { HealthStatus } from "./health.js";

@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { BatchErrorSchema, DataType, type ResultBatch, ResultBatchSchema } from "../../libs/gen/sluice/v1/batch_pb.js";
-import { InferenceService, type InferResponse } from "../../libs/gen/sluice/v1/inference_pb.js";
+import { InferenceService, type InferRequest, type InferResponse } from "../../libs/gen/sluice/v1/inference_pb.js";
 import { endSpans, startRecordSpans } from "../../libs/telemetry/index.js";
-import { AsyncQueue } from "../../libs/transport/index.js";
+import { answerEach } from "../../libs/transport/index.js";
 import type { DynamicBatcher } from "./dynamic-batcher.js";
 
 /** The models a node serves, by name, and its live counters. */
@@ -18,56 +18,42 @@ export interface InferenceNode {
 export function inferenceRoutes(node: InferenceNode): (router: ConnectRouter) => void {
   return (router) =>
     router.service(InferenceService, {
-      async *infer(requests, ctx) {
-        const out = new AsyncQueue<InferResponse>();
-        let outstanding = 0;
-        let inputDone = false;
-        const finish = (results: ResultBatch) => {
-          out.push({ $typeName: "sluice.v1.InferResponse", results });
-          if (--outstanding === 0 && inputDone) out.close();
-        };
-        void (async () => {
-          try {
-            for await (const req of requests) {
-              const batch = req.batch;
-              if (batch === undefined) continue;
-              outstanding++;
-              const batcher = node.models.get(batch.model);
-              if (batcher === undefined) {
-                finish(
-                  create(ResultBatchSchema, {
-                    batchId: batch.batchId,
-                    node: node.id,
-                    errors: batch.keys.map((key) =>
-                      create(BatchErrorSchema, {
-                        key,
-                        code: "not_found",
-                        message: `model ${batch.model} is not served by node ${node.id}`,
-                      }),
-                    ),
-                  }),
-                );
-                continue;
-              }
-              const { spans } = startRecordSpans("inference.run", batch.traces, {
-                "sluice.model": batch.model,
-                "sluice.node": node.id,
-              });
-              node.inFlight += batch.keys.length;
-              void batcher.submit(batch).then((r) => {
-                node.inFlight -= batch.keys.length;
-                endSpans(spans);
-                finish(r);
-              });
-            }
-            inputDone = true;
-            if (outstanding === 0) out.close();
-          } catch (e) {
-            out.fail(e);
+      infer(requests, ctx) {
+        return answerEach<InferRequest, InferResponse>(requests, ctx.signal, (req, reply) => {
+          const finish = (results: ResultBatch) => reply({ $typeName: "sluice.v1.InferResponse", results });
+          const batch = req.batch;
+          if (batch === undefined) {
+            reply({ $typeName: "sluice.v1.InferResponse" });
+            return;
           }
-        })();
-        ctx.signal.addEventListener("abort", () => out.close());
-        yield* out;
+          const batcher = node.models.get(batch.model);
+          if (batcher === undefined) {
+            finish(
+              create(ResultBatchSchema, {
+                batchId: batch.batchId,
+                node: node.id,
+                errors: batch.keys.map((key) =>
+                  create(BatchErrorSchema, {
+                    key,
+                    code: "not_found",
+                    message: `model ${batch.model} is not served by node ${node.id}`,
+                  }),
+                ),
+              }),
+            );
+            return;
+          }
+          const { spans } = startRecordSpans("inference.run", batch.traces, {
+            "sluice.model": batch.model,
+            "sluice.node": node.id,
+          });
+          node.inFlight += batch.keys.length;
+          void batcher.submit(batch).then((r) => {
+            node.inFlight -= batch.keys.length;
+            endSpans(spans);
+            finish(r);
+          });
+        });
       },
       listModels() {
         return {

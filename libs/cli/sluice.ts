@@ -224,8 +224,8 @@ async function cmdStatus(argv: string[]): Promise<void> {
     }
   }
   try {
-    const [models, nodes, pipelines] = await Promise.all(
-      ["models", "nodes", "pipelines"].map((bucket) => state.list({ bucket }, { timeoutMs: 3_000 })),
+    const [models, nodes, pipelines, services] = await Promise.all(
+      ["models", "nodes", "pipelines", "services"].map((bucket) => state.list({ bucket }, { timeoutMs: 3_000 })),
     );
     lines.push("models:");
     for (const e of models?.entries ?? []) {
@@ -257,6 +257,20 @@ async function cmdStatus(argv: string[]): Promise<void> {
     for (const e of pipelines?.entries ?? []) {
       const p = JSON.parse(e.value) as { model?: string };
       lines.push(`  ${e.key.padEnd(20)} model ${p.model} (rev ${e.revision})`);
+    }
+    lines.push("pipelines in force:");
+    for (const e of services?.entries ?? []) {
+      const s = JSON.parse(e.value) as {
+        service?: string;
+        node?: string;
+        address?: string;
+        pipelines?: Record<string, string>;
+      };
+      if (s.service !== "preprocess") continue;
+      const inForce = Object.entries(s.pipelines ?? {})
+        .map(([name, rev]) => `${name}@rev${rev}`)
+        .join(", ");
+      lines.push(`  ${String(s.node).padEnd(10)} preprocess ${String(s.address).padEnd(22)} ${inForce || "-"}`);
     }
   } catch (e) {
     fail(`state at ${stateAddr} is not reachable: ${(e as Error).message}`);

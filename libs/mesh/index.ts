@@ -182,7 +182,16 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     const preprocess = await start({
       name: "preprocess",
       service: "preprocess",
-      args: [...common, "--port", port(1), "--state", state.address, "--balancer", balancer.address],
+      args: [
+        ...common,
+        "--port",
+        port(1),
+        "--state",
+        state.address,
+        "--balancer",
+        balancer.address,
+        ...(options.node ? ["--node", options.node] : []),
+      ],
     });
     await start({
       name: "ingest",

@@ -43,4 +43,6 @@ export const buckets = {
   nodes: "nodes",
   jobs: "jobs",
   sequences: "sequences",
+  /** What each service instance has in force (e.g. pipeline revisions of a preprocess). */
+  services: "services",
 } as const;

@@ -1,9 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { context, propagation } from "@opentelemetry/api";
 import {
   AckPolicy,
-  type ConnectionOptions,
-  connect,
   consumerOpts,
   DeliverPolicy,
   type JetStreamClient,
@@ -12,12 +9,11 @@ import {
   type JsMsg,
   type KV,
   type KvEntry,
-  type MsgHdrs,
   type NatsConnection,
   type NatsError,
   nanos,
-  headers as natsHeaders,
 } from "nats";
+import { connectNats, traceHeaders } from "../nats/index.js";
 import { RevisionMismatchError, type StateStore, type StoredEntry, type WatchEvent } from "./store.js";
 
 /** Options of {@link createNatsStore}. */
@@ -96,14 +92,6 @@ export function kvBucketName(bucket: string, prefix = "sluice_"): string {
 }
 
 /** W3C trace context of the active span (if any) as NATS headers, merged into `h`. */
-function withTraceContext(h: MsgHdrs): MsgHdrs {
-  propagation.inject(context.active(), h, {
-    set(carrier, key, value) {
-      carrier.set(key, value);
-    },
-  });
-  return h;
-}
 
 function isWrongLastSequence(e: unknown): boolean {
   const api = (e as Partial<NatsError> | undefined)?.api_error;
@@ -287,18 +275,11 @@ function isTransient(e: unknown): boolean {
 }
 
 export async function createNatsStore(options: NatsStoreOptions): Promise<NatsStore> {
-  const connectOptions: ConnectionOptions = {
+  const nc = await connectNats({
     servers: options.servers,
     name: options.name ?? "sluice-state",
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    reconnectJitter: 50,
-    // A half-dead server is noticed within a few seconds; a killed one at once (the socket closes).
-    pingInterval: 5_000,
-    maxPingOut: 2,
     noRandomize: options.noRandomize ?? false,
-  };
-  const nc = await connect(connectOptions);
+  });
   const js = nc.jetstream();
   const prefix = options.bucketPrefix ?? "sluice_";
   const heartbeatMs = options.heartbeatMs ?? 1_000;
@@ -414,7 +395,7 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
           throw new RevisionMismatchError(key, expected, 0);
       }
       for (let attempt = 0; ; attempt++) {
-        const opts: Partial<JetStreamPublishOptions> = { headers: withTraceContext(natsHeaders()) };
+        const opts: Partial<JetStreamPublishOptions> = { headers: traceHeaders() };
         if (expected !== undefined) opts.expect = { lastSubjectSequence: expected };
         try {
           const ack = await publish(r, key, data, opts);
@@ -435,7 +416,7 @@ export async function createNatsStore(options: NatsStoreOptions): Promise<NatsSt
 
     async delete(bucket, key) {
       const r = await open(bucket);
-      const h = withTraceContext(natsHeaders());
+      const h = traceHeaders();
       h.set(operationHeader, "DEL");
       const ack = await publish(r, key, new Uint8Array(0), { headers: h });
       r.apply({ bucket, key, value: "", revision: ack.seq, present: false, updatedMs: Date.now() });

@@ -112,7 +112,7 @@ export function transformBatch(pipelines: PipelineTable, batch: RecordBatch) {
   if (result.rows.length === 0) return { errorsOnly, tensors: undefined };
   // Row indices change when records drop out: carry sampled traces to their new rows.
   const newRow = new Map<number, number>();
-  for (let i = 0; i < result.rows.length; i++) newRow.set(result.rows[i] as number, i);
+  if (next.length > 0) for (let i = 0; i < result.rows.length; i++) newRow.set(result.rows[i] as number, i);
   const traces: RecordTrace[] = [];
   for (const t of next) {
     const row = newRow.get(t.index);

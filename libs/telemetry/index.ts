@@ -1,6 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
-import { context, propagation, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import {
+  context,
+  type Link,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { type RecordTrace, RecordTraceSchema } from "../gen/sluice/v1/batch_pb.js";
 
@@ -21,6 +31,10 @@ export interface Telemetry {
 export function startTelemetry(serviceName: string): Telemetry {
   const exporting = otlpConfigured();
   process.env.OTEL_SERVICE_NAME ??= `sluice-${serviceName}`;
+  // Sluice records traces only: without these the SDK would also set up OTLP metric and log
+  // exporters aimed at localhost:4318, endpoint or not.
+  process.env.OTEL_METRICS_EXPORTER ??= "none";
+  process.env.OTEL_LOGS_EXPORTER ??= "none";
   const sdk = new NodeSDK({
     serviceName: process.env.OTEL_SERVICE_NAME,
     // Without an endpoint, register the tracer and propagators but export nothing.
@@ -130,3 +144,15 @@ export const serverTraceInterceptor: Interceptor = (next) => async (req) => {
     span.end();
   }
 };
+
+/** Links to the records a batch carries trace context for (a batch span serves many traces). */
+export function linksOf(traces: Iterable<RecordTrace>): Link[] {
+  const links: Link[] = [];
+  for (const t of traces) {
+    const ctx = trace.getSpanContext(
+      propagation.extract(ROOT_CONTEXT, { traceparent: t.traceparent, tracestate: t.tracestate }),
+    );
+    if (ctx !== undefined) links.push({ context: ctx });
+  }
+  return links;
+}

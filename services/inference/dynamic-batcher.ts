@@ -7,6 +7,7 @@ import {
   ResultBatchSchema,
   type TensorBatch,
 } from "../../libs/gen/sluice/v1/batch_pb.js";
+import { linksOf, sluiceTracer } from "../../libs/telemetry/index.js";
 import { float32Tensor, readFloat32 } from "../../libs/tensor/index.js";
 import type { LoadedModel } from "./model-repository.js";
 
@@ -277,12 +278,27 @@ export class DynamicBatcher {
       }
     }
     const started = performance.now();
+    // One span per run, linked to the sampled records it served (only when some were sampled).
+    const links = linksOf(items.flatMap((it) => it.batch.traces));
+    const span =
+      links.length > 0
+        ? sluiceTracer().startSpan("inference.batch", {
+            links,
+            attributes: {
+              "sluice.model": this.model.name,
+              "sluice.batch.records": rows,
+              "sluice.batch.requests": items.length,
+            },
+          })
+        : undefined;
     let outputs: ort.InferenceSession.ReturnType;
     try {
       outputs = await this.model.session.run({
         [this.model.inputName]: new ort.Tensor("float32", joined, [rows, cols]),
       });
+      span?.end();
     } catch (e) {
+      span?.end();
       for (const it of items) {
         it.resolve(
           create(ResultBatchSchema, {

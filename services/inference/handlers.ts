@@ -43,12 +43,13 @@ export function inferenceRoutes(node: InferenceNode): (router: ConnectRouter) =>
             );
             return;
           }
-          const { spans } = startRecordSpans("inference.run", batch.traces, {
+          const { spans, next } = startRecordSpans("inference.run", batch.traces, {
             "sluice.model": batch.model,
             "sluice.node": node.id,
           });
           node.inFlight += batch.keys.length;
-          void batcher.submit(batch).then((r) => {
+          // The run's batch span links to these record spans.
+          void batcher.submit(next.length > 0 ? { ...batch, traces: next } : batch).then((r) => {
             node.inFlight -= batch.keys.length;
             endSpans(spans);
             finish(r);

@@ -266,8 +266,9 @@ describe("two Sluice nodes sharing state through NATS JetStream", () => {
     expect(out).toMatch(/a-inference-1 .* up .*params in force penguins-mlp@rev\d+/);
     expect(out).toMatch(/b-inference-1 .* up .*params in force penguins-mlp@rev\d+/);
     // Pipelines: the revision each node's preprocess has in force.
-    const pipelineRev = (await connectTo(StateService, a.address("state")).get({ bucket: "pipelines", key: "penguins-copy" }))
-      .entry?.revision;
+    const pipelineRev = (
+      await connectTo(StateService, a.address("state")).get({ bucket: "pipelines", key: "penguins-copy" })
+    ).entry?.revision;
     expect(out).toMatch(new RegExp(`\\ba\\s+preprocess .*penguins-copy@rev${pipelineRev}`));
     expect(out).toMatch(new RegExp(`\\bb\\s+preprocess .*penguins-copy@rev${pipelineRev}`));
   });

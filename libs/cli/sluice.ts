@@ -3,6 +3,7 @@ import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { BalancerService } from "../gen/sluice/v1/balancer_pb.js";
 import { StateService } from "../gen/sluice/v1/state_pb.js";
@@ -143,6 +144,12 @@ async function cmdUp(argv: string[]): Promise<void> {
     process.exit(0);
   };
   if (signalled) await shutdown();
+  // Started through a wrapper (`npm run sluice -- up`) that is killed without passing the signal
+  // on: when the parent goes, stop too rather than leave the mesh running.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void shutdown?.();
+  }, 1_000).unref();
   for (const s of mesh.services) process.stdout.write(`${s.name} listening on ${s.address}\n`);
   await mkdir(workDir(), { recursive: true });
   await writeFile(
@@ -470,7 +477,13 @@ async function cmdJob(argv: string[]): Promise<void> {
         value: JSON.stringify({ name, state: "initialized" }),
         expectedRevision: 0n,
       })
-      .catch(() => fail(`job ${name} already exists (sluice job get ${name})`));
+      .catch((e: unknown) =>
+        fail(
+          ConnectError.from(e).code === Code.FailedPrecondition
+            ? `job ${name} already exists (sluice job get ${name})`
+            : ConnectError.from(e).message,
+        ),
+      );
     printEntry(created.entry);
   } else if (verb === "move") {
     if (to === undefined) fail("job move NAME STATE [--from STATE] [--reason TEXT]");
@@ -497,21 +510,27 @@ async function cmdParams(argv: string[]): Promise<void> {
   const known = new Set(["maxBatchSize", "maxQueueDelayMs", "maxQueueRecords", "intraOpThreads", "cache"]);
   for (let attempt = 0; attempt < 20; attempt++) {
     const notFound = (): never => fail(`model ${model} not found in the registry (sluice status lists the models)`);
-    const cur = await client.get({ bucket: buckets.models, key: model }).catch(notFound);
+    const cur = await client
+      .get({ bucket: buckets.models, key: model })
+      .catch((e: unknown) =>
+        ConnectError.from(e).code === Code.NotFound ? notFound() : fail(ConnectError.from(e).message),
+      );
     const entry = cur.entry ?? notFound();
     const value = JSON.parse(entry.value) as { params?: Record<string, unknown> };
     const params = { ...(value.params ?? {}) };
     for (const pair of pairs) {
-      const [k, v] = pair.split("=");
-      if (k === undefined || v === undefined || !known.has(k))
+      const [k, v, extra] = pair.split("=");
+      if (k === undefined || v === undefined || extra !== undefined || !known.has(k))
         fail(`${pair}: expected one of ${[...known].join(", ")} as key=value`);
       if (k === "cache") {
         if (!["on", "off", "true", "false"].includes(v)) fail(`cache must be on or off, got ${JSON.stringify(v)}`);
         params[k] = v === "on" || v === "true";
       } else {
-        const n = Number(v);
+        const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
         const min = k === "maxQueueDelayMs" ? 0 : 1;
-        if (!Number.isInteger(n) || n < min) fail(`${k} must be a whole number ≥ ${min}, got ${v}`);
+        const max = k === "intraOpThreads" ? 64 : 10_000_000;
+        if (!Number.isInteger(n) || n < min || n > max)
+          fail(`${k} must be a whole number from ${min} to ${max}, got ${v}`);
         params[k] = n;
       }
     }

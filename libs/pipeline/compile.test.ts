@@ -71,7 +71,7 @@ describe("compilePipeline", () => {
   ])("throws when %j lacks fitted statistics", (field, path) => {
     const e = compileError(spec([field]));
     expect(e.path).toBe(path);
-    expect(e.message).toMatch(/run fitPipeline first/);
+    expect(e.message).toMatch(/fit the spec first/);
   });
 
   it("throws when a category fill is not a category", () => {

@@ -98,7 +98,7 @@ function needStat(spec: FieldSpec, i: number, stat: "mean" | "std" | "min" | "ma
   if (v === undefined) {
     throw new PipelineSpecError(
       `fields[${i}].stats.${stat}`,
-      `field "${spec.name}" needs fitted stats.${stat} for ${why}; run fitPipeline first`,
+      `field "${spec.name}" needs fitted stats.${stat} for ${why}; fit the spec first (sluice fit, or fitPipeline)`,
     );
   }
   return v;
@@ -109,7 +109,7 @@ function needMostFrequent(spec: FieldSpec, i: number): number | string | boolean
   if (v === undefined) {
     throw new PipelineSpecError(
       `fields[${i}].stats.mostFrequent`,
-      `field "${spec.name}" needs fitted stats.mostFrequent for fill strategy most_frequent; run fitPipeline first`,
+      `field "${spec.name}" needs fitted stats.mostFrequent for fill strategy most_frequent; fit the spec first (sluice fit, or fitPipeline)`,
     );
   }
   return v;
@@ -230,7 +230,7 @@ export function compilePipeline(spec: PipelineSpec): CompiledPipeline {
     if (f.type === "category" && (f.categories === undefined || f.categories.length === 0)) {
       throw new PipelineSpecError(
         `fields[${i}].categories`,
-        `category field "${f.name}" has no categories; list them or run fitPipeline first`,
+        `category field "${f.name}" has no categories; list them or fit the spec first (sluice fit, or fitPipeline)`,
       );
     }
     defaults.push(...fieldFeatures(f, f.categories ?? []));

@@ -20,14 +20,17 @@ export interface LabelIndex {
  * transform: the label of output row i is `indices[result.rows[i]]`.
  *
  * @throws PipelineSpecError when the spec has no label or its label has no
- * classes (run fitPipeline first).
+ * classes (fit the spec first (sluice fit, or fitPipeline)).
  */
 export function labelIndex(spec: PipelineSpec, rows: ReadonlyArray<Readonly<Record<string, unknown>>>): LabelIndex {
   const label = spec.label;
   if (label === undefined) throw new PipelineSpecError("label", "the spec has no label");
   const classes = label.classes;
   if (classes === undefined) {
-    throw new PipelineSpecError("label.classes", "the label has no classes; list them or run fitPipeline first");
+    throw new PipelineSpecError(
+      "label.classes",
+      "the label has no classes; list them or fit the spec first (sluice fit, or fitPipeline)",
+    );
   }
   const index = new Map<string, number>();
   for (let i = 0; i < classes.length; i++) index.set(classes[i] as string, i);

@@ -24,7 +24,7 @@ function meanStd(values: number[]): { mean: number; std: number } {
 describe("penguins pipeline (deploy/pipelines/penguins.yaml)", () => {
   it("is unfitted as deployed", () => {
     expect(spec.fields.every((f) => f.stats === undefined)).toBe(true);
-    expect(() => compilePipeline(spec)).toThrow(/run fitPipeline first/);
+    expect(() => compilePipeline(spec)).toThrow(/fit the spec first/);
   });
 
   const fitted = fitPipeline(spec, rows);

@@ -34,8 +34,18 @@ export async function runService(
       Object.entries(options).map(([k, o]) => [k, { type: "string" as const, multiple: o.multiple ?? false }]),
     ),
   };
-  const { values } = parseArgs({ options: spec, strict: true, allowPositionals: false });
-  const resolved: Record<string, string | string[] | undefined> = { ...values };
+  let values: Record<string, string | string[] | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ options: spec, strict: true, allowPositionals: false }));
+  } catch (e) {
+    process.stderr.write(
+      `${name}: ${(e as Error).message}\noptions: ${Object.keys(spec)
+        .map((k) => `--${k}`)
+        .join(" ")}\n`,
+    );
+    process.exit(2);
+  }
+  const resolved = { ...values } as Record<string, string | string[] | undefined>;
   resolved.host ??= process.env.SLUICE_HOST ?? "127.0.0.1";
   resolved.port ??= process.env.SLUICE_PORT ?? "0";
   for (const [k, o] of Object.entries(options)) {

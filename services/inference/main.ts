@@ -79,6 +79,10 @@ await runService(
         if (batcher === undefined || value === undefined) return;
         const params = (value.params ?? {}) as ServingParams & { intraOpThreads?: number };
         try {
+          const threads = params.intraOpThreads;
+          if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
+            throw new RangeError(`intraOpThreads must be a whole number from 1 to 64, got ${threads}`);
+          }
           batcher.configure(params);
           applied[key] = String(revision);
           // The registry shows which revision each node has in force (`sluice status`).

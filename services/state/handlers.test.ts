@@ -370,4 +370,28 @@ describe("Put on buckets Sluice reads", () => {
     const notObject = await failure(state.put({ bucket: "models", key: "put-model", value: "[1]" }));
     expect(notObject.code).toBe(Code.InvalidArgument);
   });
+
+  it("refuses an unfitted pipeline spec and out-of-range serving parameters", async () => {
+    const unfitted = await failure(
+      state.put({
+        bucket: "pipelines",
+        key: "p4",
+        value: JSON.stringify({ name: "p4", model: "m", fields: [{ name: "x", type: "number", scale: "zscore" }] }),
+      }),
+    );
+    expect(unfitted.code).toBe(Code.InvalidArgument);
+    expect(unfitted.rawMessage).toContain("sluice fit");
+    await state.transition({ bucket: "models", key: "param-model", to: "registered" });
+    const put = (params: unknown) =>
+      state.put({
+        bucket: "models",
+        key: "param-model",
+        value: JSON.stringify({ name: "param-model", state: "registered", params }),
+      });
+    for (const bad of [{ intraOpThreads: 99_999 }, { maxBatchSize: 0 }, { cache: "yes" }, { bogus: 1 }, [1]]) {
+      expect((await failure(put(bad))).code, JSON.stringify(bad)).toBe(Code.InvalidArgument);
+    }
+    const ok = await put({ maxBatchSize: 32, cache: true, intraOpThreads: 2 });
+    expect(JSON.parse(ok.entry?.value ?? "{}").params.maxBatchSize).toBe(32);
+  });
 });

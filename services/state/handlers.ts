@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { type Entry, EntrySchema, StateService } from "../../libs/gen/sluice/v1/state_pb.js";
-import { parsePipelineSpec } from "../../libs/pipeline/index.js";
+import { compilePipeline, parsePipelineSpec } from "../../libs/pipeline/index.js";
 import {
   buckets,
   canTransition,
@@ -58,6 +58,42 @@ function rethrow(e: unknown): never {
   throw ConnectError.from(e);
 }
 
+/** Serving parameters a model entry may carry, with their ranges. */
+const paramRanges: Record<string, [number, number] | "boolean"> = {
+  maxBatchSize: [1, 10_000_000],
+  maxQueueDelayMs: [0, 60_000],
+  maxQueueRecords: [1, 100_000_000],
+  intraOpThreads: [1, 64],
+  cache: "boolean",
+};
+
+function checkParams(key: string, params: unknown): void {
+  if (params === undefined) return;
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new ConnectError(`models/${key}: params must be an object`, Code.InvalidArgument);
+  }
+  for (const [name, value] of Object.entries(params)) {
+    const range = paramRanges[name];
+    if (range === undefined) {
+      throw new ConnectError(
+        `models/${key}: unknown parameter ${name} (known: ${Object.keys(paramRanges).join(", ")})`,
+        Code.InvalidArgument,
+      );
+    }
+    const ok =
+      range === "boolean"
+        ? typeof value === "boolean"
+        : typeof value === "number" && Number.isInteger(value) && value >= range[0] && value <= range[1];
+    if (!ok) {
+      const want = range === "boolean" ? "true or false" : `a whole number from ${range[0]} to ${range[1]}`;
+      throw new ConnectError(
+        `models/${key}: ${name} must be ${want}, got ${JSON.stringify(value)}`,
+        Code.InvalidArgument,
+      );
+    }
+  }
+}
+
 /**
  * Checks a value written with Put to a bucket whose entries Sluice reads: a pipeline must be a
  * valid spec named like its key; a model or job must be an object whose state only changes
@@ -67,8 +103,11 @@ async function checkValue(store: StateStore, bucket: string, key: string, value:
   if (bucket === buckets.pipelines) {
     try {
       const spec = parsePipelineSpec(value);
-      if (spec.name !== key)
+      if (spec.name !== key) {
         throw new ConnectError(`pipeline key ${key} must equal the spec's name ${spec.name}`, Code.InvalidArgument);
+      }
+      // Only a spec that compiles (fitted statistics present) can be put in force.
+      compilePipeline(spec);
     } catch (e) {
       if (e instanceof ConnectError) throw e;
       throw new ConnectError(`pipeline ${key}: ${(e as Error).message}`, Code.InvalidArgument);
@@ -81,6 +120,7 @@ async function checkValue(store: StateStore, bucket: string, key: string, value:
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
     throw new ConnectError(`${bucket}/${key} must be a JSON object`, Code.InvalidArgument);
   }
+  if (bucket === buckets.models) checkParams(key, (v as { params?: unknown }).params);
   const state = (v as { state?: unknown }).state;
   const current = await store.get(bucket, key);
   const currentState = current
@@ -88,7 +128,7 @@ async function checkValue(store: StateStore, bucket: string, key: string, value:
     : initialState(bucket);
   if (state !== currentState) {
     throw new ConnectError(
-      `${bucket}/${key}: state ${JSON.stringify(state)} differs from ${JSON.stringify(currentState)}; move it with Transition (sluice job move)`,
+      `${bucket}/${key}: state ${JSON.stringify(state)} differs from ${JSON.stringify(currentState)}; move it with Transition (sluice job move for jobs; inference moves models as it loads them)`,
       Code.FailedPrecondition,
     );
   }

@@ -1,7 +1,12 @@
 import http from "node:http";
 import { create, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import {
+  compressionGzip,
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rowsToColumns } from "../../libs/batch/index.js";
@@ -251,6 +256,35 @@ describe("the mesh, five services in separate processes", () => {
         expect(Math.abs(v - (exp[k] as number))).toBeLessThan(1e-5);
       });
     });
+  });
+
+  it("negotiates gzip with callers that ask for it, on a stream both ways", async () => {
+    let compressedResponses = 0;
+    const transport = createGrpcTransport({
+      baseUrl: `http://${mesh.address("ingest")}`,
+      sendCompression: compressionGzip,
+      acceptCompression: [compressionGzip],
+      compressMinBytes: 0,
+      interceptors: [
+        (next) => async (req) => {
+          const res = await next(req);
+          if (res.header.get("grpc-encoding") === "gzip") compressedResponses++;
+          return res;
+        },
+      ],
+    });
+    const client = createClient(IngestService, transport);
+    async function* requests(): AsyncIterable<StreamRequest> {
+      for (let i = 0; i < rows.length; i += 50) {
+        yield create(StreamRequestSchema, {
+          records: rows.slice(i, i + 50).map((r, k) => record(`z${i + k}`, r)),
+        });
+      }
+    }
+    let answered = 0;
+    for await (const res of client.stream(requests())) answered += res.results.length;
+    expect(answered).toBe(rows.length);
+    expect(compressedResponses).toBe(1);
   });
 
   it("spreads batches over both inference nodes", async () => {

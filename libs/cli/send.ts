@@ -4,7 +4,7 @@ import { rowsToColumns } from "../batch/index.js";
 import { IngestService, type StreamRequest } from "../gen/sluice/v1/ingest_pb.js";
 import type { Result } from "../gen/sluice/v1/records_pb.js";
 import { isSourceError, type ReadRecordsOptions, readRecords } from "../records/index.js";
-import { readFloat32 } from "../tensor/index.js";
+import { decodeOutputs, rowOutputs } from "../tensor/index.js";
 import { connectTo } from "../transport/index.js";
 
 /** Field text (UTF-16 units) after which a request message is cut early. */
@@ -130,18 +130,15 @@ export async function sendFile(file: string, options: SendOptions): Promise<Send
       for (const r of res.results) answer(r.id, (id) => resultLine(id, r), r.outcome.case !== "outputs");
       const c = res.columns;
       if (c !== undefined) {
-        const outs = c.outputs.map((t) => ({ name: t.name, ...readFloat32(t) }));
+        const outs = decodeOutputs(c.outputs);
         c.ids.forEach((wireId, row) => {
           answer(
             wireId,
-            (id) => {
-              const outputs: Record<string, unknown> = {};
-              if (c.labels[row] !== undefined) outputs.label = c.labels[row];
-              for (const o of outs) outputs[o.name] = Array.from(o.data.subarray(row * o.cols, (row + 1) * o.cols));
-              if (c.model) outputs.model = c.model;
-              if (c.modelVersion) outputs.model_version = c.modelVersion;
-              return JSON.stringify({ id, outputs });
-            },
+            (id) =>
+              JSON.stringify({
+                id,
+                outputs: rowOutputs(outs, row, { label: c.labels[row], model: c.model, modelVersion: c.modelVersion }),
+              }),
             false,
           );
         });

@@ -1,23 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { isSourceError, parseRecords, type SourceRecord } from "./index.js";
+import { parseText } from "../../test/helpers/records.js";
+import { isSourceError, type SourceRecord } from "./index.js";
 
 async function csv(
   text: string | Uint8Array,
   options: { idField?: string; maxFieldBytes?: number; maxRecordBytes?: number } = {},
 ): Promise<SourceRecord[]> {
-  const out: SourceRecord[] = [];
-  const bytes = typeof text === "string" ? Buffer.from(text) : text;
-  for await (const r of parseRecords([bytes], { format: "csv", source: "t.csv", ...options })) out.push(r);
-  return out;
+  return parseText(text, { format: "csv", source: "t.csv", ...options });
 }
 
 /** Parses `text` fed one byte at a time, to exercise every chunk boundary. */
 async function csvByteByByte(text: string): Promise<SourceRecord[]> {
-  const bytes = Buffer.from(text);
-  const chunks = Array.from(bytes, (b) => Uint8Array.of(b));
-  const out: SourceRecord[] = [];
-  for await (const r of parseRecords(chunks, { format: "csv" })) out.push(r);
-  return out;
+  return parseText(text, { format: "csv" }, 1);
 }
 
 describe("CSV", () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { parseText } from "../../test/helpers/records.js";
 import { isSourceError, parseRecords, type SourceError, type SourceRecord } from "./index.js";
 
 async function json(
@@ -6,16 +7,7 @@ async function json(
   options: { idField?: string; maxFieldBytes?: number; maxRecordBytes?: number } = {},
   chunkBytes = Number.POSITIVE_INFINITY,
 ): Promise<SourceRecord[]> {
-  const bytes = Buffer.from(text);
-  const chunks: Uint8Array[] = [];
-  for (let i = 0; i < bytes.length; i += Math.min(chunkBytes, bytes.length)) {
-    chunks.push(bytes.subarray(i, i + chunkBytes));
-  }
-  const out: SourceRecord[] = [];
-  for await (const r of parseRecords(chunks, { format: "json", source: "t.json", ...options })) {
-    out.push(r);
-  }
-  return out;
+  return parseText(text, { format: "json", source: "t.json", ...options }, chunkBytes);
 }
 
 async function jsonError(text: string): Promise<SourceError> {

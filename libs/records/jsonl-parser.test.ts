@@ -1,19 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { parseRecords, type SourceRecord } from "./index.js";
+import { parseText } from "../../test/helpers/records.js";
+import type { SourceRecord } from "./index.js";
 
 async function jsonl(
   text: string,
   options: { maxFieldBytes?: number; maxRecordBytes?: number } = {},
   chunkBytes = Number.POSITIVE_INFINITY,
 ): Promise<SourceRecord[]> {
-  const bytes = Buffer.from(text);
-  const chunks: Uint8Array[] = [];
-  for (let i = 0; i < bytes.length; i += Math.min(chunkBytes, bytes.length)) {
-    chunks.push(bytes.subarray(i, i + chunkBytes));
-  }
-  const out: SourceRecord[] = [];
-  for await (const r of parseRecords(chunks, { format: "jsonl", ...options })) out.push(r);
-  return out;
+  return parseText(text, { format: "jsonl", ...options }, chunkBytes);
 }
 
 describe("JSONL", () => {

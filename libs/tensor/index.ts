@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import { DataType, type Tensor, TensorSchema } from "../gen/sluice/v1/batch_pb.js";
 
 /** A float32 matrix [rows, cols] as a wire tensor. */
@@ -38,4 +38,36 @@ export function readFloat32(t: Tensor): { data: Float32Array; rows: number; cols
   // new Uint8Array(view) copies; Buffer#slice would not (it is subarray for Buffers).
   const raw = t.raw.byteOffset % 4 === 0 ? t.raw : new Uint8Array(t.raw);
   return { data: new Float32Array(raw.buffer, raw.byteOffset, rows * cols), rows, cols };
+}
+
+/** A float32 output tensor, decoded once per batch. */
+export interface DecodedOutput {
+  name: string;
+  data: Float32Array;
+  cols: number;
+}
+
+/** Decodes every output tensor of a batch. @throws TensorShapeError as {@link readFloat32}. */
+export function decodeOutputs(tensors: readonly Tensor[]): DecodedOutput[] {
+  return tensors.map((t) => ({ name: t.name, ...readFloat32(t) }));
+}
+
+/** What a model gave one record besides its tensors. */
+export interface RowMeta {
+  label: string | undefined;
+  model: string;
+  modelVersion: string;
+}
+
+/**
+ * The outputs of one record as the JSON a caller sees: `label` (when the model declares
+ * labels), one array per output tensor, `model` and `model_version`.
+ */
+export function rowOutputs(outs: readonly DecodedOutput[], row: number, meta: RowMeta): JsonObject {
+  const outputs: JsonObject = {};
+  if (meta.label !== undefined) outputs.label = meta.label;
+  for (const o of outs) outputs[o.name] = Array.from(o.data.subarray(row * o.cols, (row + 1) * o.cols));
+  if (meta.model) outputs.model = meta.model;
+  if (meta.modelVersion) outputs.model_version = meta.modelVersion;
+  return outputs;
 }

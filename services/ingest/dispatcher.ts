@@ -15,7 +15,7 @@ import {
 } from "../../libs/gen/sluice/v1/preprocess_pb.js";
 import type { Result } from "../../libs/gen/sluice/v1/records_pb.js";
 import { recordTraceOf, sluiceTracer } from "../../libs/telemetry/index.js";
-import { readFloat32 } from "../../libs/tensor/index.js";
+import { type DecodedOutput, decodeOutputs, rowOutputs } from "../../libs/tensor/index.js";
 import { connectTo, StreamLink } from "../../libs/transport/index.js";
 import { errorResult } from "./result-columns.js";
 
@@ -47,24 +47,6 @@ export interface RecordSink {
   flush?(): void;
 }
 
-/** A model output of a result batch, decoded. */
-export interface DecodedOutput {
-  name: string;
-  data: Float32Array;
-  cols: number;
-}
-
-/** The outputs of one row as a JSON object (label, one array per output, model, version). */
-export function rowOutputs(r: ResultBatch, row: number, outs: readonly DecodedOutput[]): JsonObject {
-  const outputs: JsonObject = {};
-  const label = r.labels[row];
-  if (label !== undefined) outputs.label = label;
-  for (const o of outs) outputs[o.name] = Array.from(o.data.subarray(row * o.cols, (row + 1) * o.cols));
-  if (r.model) outputs.model = r.model;
-  if (r.modelVersion) outputs.model_version = r.modelVersion;
-  return outputs;
-}
-
 /** A sink that turns each record's result into a `Result` message. */
 export function resultSink(onResult: (key: bigint, result: Result) => void): RecordSink {
   return {
@@ -72,7 +54,10 @@ export function resultSink(onResult: (key: bigint, result: Result) => void): Rec
       onResult(key, {
         $typeName: "sluice.v1.Result",
         id,
-        outcome: { case: "outputs", value: rowOutputs(r, row, outs) },
+        outcome: {
+          case: "outputs",
+          value: rowOutputs(outs, row, { label: r.labels[row], model: r.model, modelVersion: r.modelVersion }),
+        },
       });
     },
     error(key, id, code, message, field) {
@@ -316,7 +301,7 @@ export class Dispatcher {
     if (r.keys.length > 0) {
       let outs: DecodedOutput[] | undefined;
       try {
-        outs = r.outputs.map((t) => ({ name: t.name, ...readFloat32(t) }));
+        outs = decodeOutputs(r.outputs);
       } catch (e) {
         for (const key of r.keys) this.fail(key, "internal", `bad model output: ${(e as Error).message}`, "", touched);
       }

@@ -1,8 +1,8 @@
 import type { ResultBatch } from "../../libs/gen/sluice/v1/batch_pb.js";
 import type { ResultColumns } from "../../libs/gen/sluice/v1/ingest_pb.js";
 import type { Result } from "../../libs/gen/sluice/v1/records_pb.js";
-import { float32Tensor } from "../../libs/tensor/index.js";
-import type { DecodedOutput, RecordSink } from "./dispatcher.js";
+import { type DecodedOutput, float32Tensor } from "../../libs/tensor/index.js";
+import type { RecordSink } from "./dispatcher.js";
 
 /** A `Result` holding an error. */
 export function errorResult(id: string, code: string, message: string, field = ""): Result {
